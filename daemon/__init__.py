@@ -1,0 +1,8 @@
+"""The invoicesync engine: configuration, catalog, ledger, restrictions, sync and CLI."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("invoicesync")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"

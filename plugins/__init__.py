@@ -1,0 +1,61 @@
+"""The public plugin API of invoicesync: the only module plugins import.
+
+Everything a connector or restriction-check plugin needs is here, and nothing
+here changes incompatibly within a ``PLUGIN_API_VERSION`` major number::
+
+    from invoicesync.plugins import (
+        ExportItem, ExportResult, PermanentError, Target, TransientError, hookimpl,
+    )
+"""
+
+from .checks import AttributeCheck, CheckOutcome
+from .connectors import (
+    ConnectorContext,
+    ConnectorOptions,
+    ExportItem,
+    ExportResult,
+    FetchResult,
+    RelativePath,
+    Source,
+    Target,
+)
+from .errors import (
+    ConfigurationError,
+    ConnectorError,
+    InvoicesyncError,
+    PermanentError,
+    PluginError,
+    TransientError,
+)
+from .hookspecs import hookimpl, hookspec
+from .models import Document, DocumentMetadata, DocumentType, PaymentStatus, SourceDocument
+
+PLUGIN_API_VERSION = "1.0"
+"""Major.minor of this API. A plugin may check the major number at import."""
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "AttributeCheck",
+    "CheckOutcome",
+    "ConfigurationError",
+    "ConnectorContext",
+    "ConnectorError",
+    "ConnectorOptions",
+    "Document",
+    "DocumentMetadata",
+    "DocumentType",
+    "ExportItem",
+    "ExportResult",
+    "FetchResult",
+    "InvoicesyncError",
+    "PaymentStatus",
+    "PermanentError",
+    "PluginError",
+    "RelativePath",
+    "Source",
+    "SourceDocument",
+    "Target",
+    "TransientError",
+    "hookimpl",
+    "hookspec",
+]

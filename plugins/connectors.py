@@ -1,0 +1,173 @@
+"""Base classes for connectors: :class:`Source` imports, :class:`Target` exports.
+
+A connector type is a class with a ``type_name`` (what users write as ``type:``
+in the configuration), an ``Options`` pydantic model (what they write under
+``options:``) and a ``check()`` that tests the connection. Plugins hand their
+classes to invoicesync through the ``invoicesync_register_sources`` and
+``invoicesync_register_targets`` hooks; the built-in connectors do the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Annotated, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic.functional_validators import AfterValidator
+
+from .models import Document, SourceDocument
+
+__all__ = [
+    "ConnectorContext",
+    "ConnectorOptions",
+    "ExportItem",
+    "ExportResult",
+    "FetchResult",
+    "RelativePath",
+    "Source",
+    "Target",
+]
+
+
+class ConnectorOptions(BaseModel):
+    """Base for connector options models: unknown keys are configuration errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _resolve_relative(value: Path, info: ValidationInfo) -> Path:
+    # Relative paths in the configuration are relative to the configuration
+    # file's folder (SPEC section 4), not to the working directory.
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        value = Path(base) / value
+    return value
+
+
+RelativePath = Annotated[Path, AfterValidator(_resolve_relative)]
+"""A path option resolved against the configuration file's folder."""
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class ConnectorContext:
+    """What the engine gives a connector besides its options.
+
+    ``state_dir`` is a private folder the connector may use for caches.
+    ``now`` is the evaluation clock (``--now`` on the command line).
+    ``stop`` is set when the daemon is shutting down: long transfers should
+    check it between chunks and raise :class:`~invoicesync.plugins.TransientError`
+    to abandon cleanly.
+    """
+
+    id: str
+    state_dir: Path
+    logger: Any = None
+    now: Callable[[], datetime] = _utcnow
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class _Connector(ABC, Generic[OptionsT]):
+    type_name: ClassVar[str]
+    """The ``type:`` users write in the configuration."""
+    Options: ClassVar[type[BaseModel]]
+    """The pydantic model that validates ``options:``."""
+    description: ClassVar[str] = ""
+    """One line for ``invoicesync plugins``."""
+
+    def __init__(self, id: str, options: OptionsT, context: ConnectorContext) -> None:
+        self.id = id
+        self.options = options
+        self.context = context
+
+    def check(self) -> None:
+        """Test the connection and the credentials; raise a ConnectorError if broken.
+
+        The default does nothing; connectors that talk to a server should
+        override it (``invoicesync check-config --connect`` calls it).
+        """
+
+    def close(self) -> None:
+        """Release connections; called once when the engine is done with it."""
+
+
+FetchResult = Generator[SourceDocument, None, "str | None"]
+"""What :meth:`Source.fetch` returns: a generator of documents whose return
+value is the cursor the next fetch starts from."""
+
+
+class Source(_Connector[OptionsT]):
+    """A connector that imports documents into the catalog."""
+
+    @abstractmethod
+    def fetch(self, cursor: str | None) -> FetchResult:
+        """Yield the documents found after ``cursor``; return the next cursor.
+
+        ``cursor`` is what the previous fetch returned (or the last
+        checkpoint a :class:`SourceDocument` carried), ``None`` the first time.
+        Yielding a document that the catalog already has is harmless: unchanged
+        content is recognised by its hash. Raise TransientError for a broken
+        connection; the documents stored so far stay stored.
+        """
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One document to export, under the remote name the engine chose.
+
+    ``remote_name`` is a relative POSIX path whose every component has been
+    sanitised (no ``..``, no leading dot, no control characters). Targets join
+    it below their root and must still never write outside it.
+    """
+
+    document: Document
+    remote_name: str
+    content_path: Path
+    previous_ref: str | None = None
+
+    def open(self) -> IO[bytes]:
+        """Open the content for reading (binary)."""
+        return self.content_path.open("rb")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What a target reports after a successful export."""
+
+    remote_ref: str
+    """Where the document went: a path, URL, ETag or message id."""
+
+
+class Target(_Connector[OptionsT]):
+    """A connector that exports documents to a remote place."""
+
+    @abstractmethod
+    def export(self, item: ExportItem) -> ExportResult:
+        """Write one document under ``item.remote_name`` and say where it went.
+
+        Must be idempotent: exporting the same name again replaces the earlier
+        file atomically (a reader never sees half a file) and leaves no
+        duplicate. Raise TransientError when a retry may succeed and
+        PermanentError when the remote side refuses the document for good.
+        """
+
+    def sanitize_component(self, component: str) -> str:
+        """Apply this target's own naming rules to one path component.
+
+        Called after the generic sanitiser (SPEC section 3), so ``component``
+        is already free of separators, control characters and ``..``. The
+        default returns it unchanged; a target whose server rejects more
+        characters (``:`` on SMB, ``#`` on some WebDAV servers) replaces them.
+        """
+        return component

@@ -1,0 +1,187 @@
+"""The document model every part of invoicesync speaks (SPEC section 1).
+
+Sources describe what they found with :class:`DocumentMetadata` inside a
+:class:`SourceDocument`; the catalog turns that into a :class:`Document` (with
+its id, import date and content hash) which targets and restriction checks see.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
+
+__all__ = [
+    "Document",
+    "DocumentMetadata",
+    "DocumentType",
+    "PaymentStatus",
+    "SourceDocument",
+]
+
+
+class DocumentType(StrEnum):
+    """What kind of business document this is."""
+
+    INCOMING_INVOICE = "incoming_invoice"
+    SALES_INVOICE = "sales_invoice"
+    CREDIT_NOTE = "credit_note"
+    RECEIPT = "receipt"
+    PAYMENT_RECEIPT = "payment_receipt"
+    STATEMENT = "statement"
+    MISC = "misc"
+
+
+class PaymentStatus(StrEnum):
+    """Whether the document has been paid."""
+
+    PAID = "paid"
+    PARTIALLY_PAID = "partially_paid"
+    UNPAID = "unpaid"
+    UNKNOWN = "unknown"
+
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# Control characters (C0, DEL, C1) have no business in metadata strings: they
+# break log lines, terminals and file names.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_control_chars(value: str | None) -> str | None:
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("must not contain control characters (NUL, newline, escape...)")
+    return value
+
+
+def _currency(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().upper()
+    if not _CURRENCY.match(value):
+        raise ValueError("expected a three-letter ISO 4217 code such as EUR or USD")
+    return value
+
+
+def _amount(value: Decimal | None) -> Decimal | None:
+    if value is not None and not value.is_finite():
+        raise ValueError("amount must be a finite number")
+    return value
+
+
+CleanStr = Annotated[str, AfterValidator(_no_control_chars), Field(max_length=1000)]
+CurrencyCode = Annotated[str, AfterValidator(_currency)]
+# Amounts are Decimal, never float. Floats in JSON sidecars are rejected by
+# strict validation at the edges (see DocumentMetadata.amount_not_float) so
+# that 0.1 + 0.2 never enters the catalog; strings and integers are accepted.
+Amount = Annotated[
+    Decimal,
+    AfterValidator(_amount),
+    PlainSerializer(lambda v: str(v), return_type=str, when_used="json"),
+]
+
+
+class DocumentMetadata(BaseModel):
+    """The descriptive fields of a document, as a source or a sidecar gives them.
+
+    Every field is optional; unknown keys are rejected so that a typo in a
+    sidecar (``documnet_date``) is an error rather than silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    company: CleanStr | None = None
+    type: DocumentType = DocumentType.MISC
+    number: CleanStr | None = None
+    document_date: date | None = None
+    due_date: date | None = None
+    net_amount: Amount | None = None
+    gross_amount: Amount | None = None
+    currency: CurrencyCode | None = None
+    payment_status: PaymentStatus = PaymentStatus.UNKNOWN
+    approved: bool = False
+    tags: frozenset[CleanStr] = frozenset()
+    note: Annotated[str, Field(max_length=10_000)] | None = None
+    fields: dict[CleanStr, CleanStr] = Field(default_factory=dict)
+
+    @field_validator("net_amount", "gross_amount", mode="before")
+    @classmethod
+    def amount_not_float(cls, value: Any) -> Any:
+        """Refuse binary floats: ``12.10`` must arrive as ``"12.10"`` or a Decimal."""
+        if isinstance(value, float):
+            # A float that is an exact short decimal (JSON 12.5) is converted via
+            # its repr, which is the shortest round-tripping form.
+            return Decimal(repr(value))
+        return value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def tags_from_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("tags must be a list of strings, not one string")
+        return value
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """One document as a source hands it to the catalog.
+
+    ``content`` is either the bytes themselves or the path of a local file that
+    the catalog copies (large attachments need not sit in memory).
+    ``cursor`` is an optional checkpoint: once this document is stored, the
+    source may resume from that cursor after an interruption. The catalog saves
+    the document and the checkpoint in one transaction.
+    """
+
+    external_id: str
+    filename: str
+    content: bytes | Path
+    media_type: str | None = None
+    metadata: DocumentMetadata = field(default_factory=DocumentMetadata)
+    cursor: str | None = None
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class Document(DocumentMetadata):
+    """A document in the catalog: metadata plus identity and content facts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    source: str
+    external_id: str
+    import_date: Annotated[datetime, AfterValidator(_utc)]
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    revision: int = 1
+
+    @property
+    def sha8(self) -> str:
+        """The first eight hex digits of the content hash."""
+        return self.sha256[:8]
+
+    @property
+    def metadata(self) -> DocumentMetadata:
+        """Only the descriptive fields, as a source would give them."""
+        return DocumentMetadata.model_validate(
+            self.model_dump(include=set(DocumentMetadata.model_fields))
+        )
