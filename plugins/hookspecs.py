@@ -13,7 +13,7 @@ old plugins keep working). Implement a hook with the ``hookimpl`` marker::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -32,7 +32,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def invoicesync_register_sources() -> list[type[Source]]:  # type: ignore[type-arg]
+def invoicesync_register_sources() -> list[type[Source[Any]]]:
     """Return the source connector classes this plugin adds.
 
     Each class sets ``type_name`` (the ``type:`` users write under
@@ -43,7 +43,7 @@ def invoicesync_register_sources() -> list[type[Source]]:  # type: ignore[type-a
 
 
 @hookspec
-def invoicesync_register_targets() -> list[type[Target]]:  # type: ignore[type-arg]
+def invoicesync_register_targets() -> list[type[Target[Any]]]:
     """Return the export target classes this plugin adds.
 
     Each class sets ``type_name`` (the ``type:`` users write under

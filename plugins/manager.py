@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,8 +139,9 @@ def load_plugins(
                     f"plugin {label} failed to load from entry point {ep.value!r}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            _register(pm, plugin, ep.name, infos, builtin=False,
-                      version=dist.version if dist else None)
+            _register(
+                pm, plugin, ep.name, infos, builtin=False, version=dist.version if dist else None
+            )
         if allowed:
             missing = allowed - set(infos)
             if missing:
@@ -156,7 +157,7 @@ def load_plugins(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin_name!r}: {exc}") from exc
+        raise PluginError(f"plugin {pm.get_name(exc.plugin) or exc.plugin!r}: {exc}") from exc
 
     if trace is not None:
         _install_tracing(pm, trace)
@@ -181,14 +182,13 @@ def _register(
         pm.register(plugin, name=name)
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
-    hooks = sorted(
-        caller.name
-        for caller in pm.get_hookcallers(plugin) or []
-    )
+    hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
     infos[name] = PluginInfo(name=name, version=version, builtin=builtin, hooks=hooks)
 
 
-def _collect(pm: pluggy.PluginManager, registry: PluginRegistry, infos: dict[str, PluginInfo]) -> None:
+def _collect(
+    pm: pluggy.PluginManager, registry: PluginRegistry, infos: dict[str, PluginInfo]
+) -> None:
     """Ask every plugin for its types, naming the plugin in any conflict."""
     kinds: list[tuple[str, str, dict[str, Any], str]] = [
         ("invoicesync_register_sources", "sources", registry.sources, "type_name"),
@@ -234,12 +234,13 @@ def _has_options_model(cls: type) -> bool:
 
 
 def _install_tracing(pm: pluggy.PluginManager, trace: Callable[[str], None]) -> None:
-    def before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def before(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         names = ", ".join(pm.get_name(i.plugin) or "?" for i in hook_impls)
         trace(f"hook {hook_name} -> [{names}] args={sorted(kwargs)}")
 
-    def after(outcome: Any, hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def after(
+        outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
         trace(f"hook {hook_name} done{' with error' if outcome.exception else ''}")
 
     pm.add_hookcall_monitoring(before, after)
-

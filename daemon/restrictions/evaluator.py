@@ -7,7 +7,6 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-
 from invoicesync.plugins.models import Document
 
 from .config import OriginsMode, RestrictionsConfig
@@ -51,11 +50,21 @@ class Evaluator:
             )
             where = f"source {document.source!r}, company {document.company!r}"
             if origins.mode is OriginsMode.INCLUDE:
-                checks.append(Check("origins", in_list,
-                                    f"{where} {'is' if in_list else 'is not'} in the include list"))
+                checks.append(
+                    Check(
+                        "origins",
+                        in_list,
+                        f"{where} {'is' if in_list else 'is not'} in the include list",
+                    )
+                )
             else:
-                checks.append(Check("origins", not in_list,
-                                    f"{where} {'is' if in_list else 'is not'} in the exclude list"))
+                checks.append(
+                    Check(
+                        "origins",
+                        not in_list,
+                        f"{where} {'is' if in_list else 'is not'} in the exclude list",
+                    )
+                )
         if not checks:
             checks.append(Check("all", True, "no restrictions: the account syncs every document"))
         return Decision(all(c.passed for c in checks), checks)

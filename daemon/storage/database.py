@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-
 from invoicesync.plugins.errors import ConfigurationError
 
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 from invoicesync.daemon.storage.types import DecimalString, UTCDateTime
 
 revision = "0001"
@@ -60,8 +59,10 @@ def upgrade() -> None:
         sa.Column("filename", sa.Text, nullable=False),
         sa.Column("imported_at", UTCDateTime, nullable=False),
         sa.ForeignKeyConstraint(
-            ["document_id"], ["documents.id"],
-            name="fk_document_revisions_document_id_documents", ondelete="CASCADE",
+            ["document_id"],
+            ["documents.id"],
+            name="fk_document_revisions_document_id_documents",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("document_id", "revision", name="pk_document_revisions"),
     )
@@ -83,8 +84,10 @@ def upgrade() -> None:
         sa.Column("exported_at", UTCDateTime, nullable=True),
         sa.Column("updated_at", UTCDateTime, nullable=False),
         sa.ForeignKeyConstraint(
-            ["document_id"], ["documents.id"],
-            name="fk_ledger_document_id_documents", ondelete="CASCADE",
+            ["document_id"],
+            ["documents.id"],
+            name="fk_ledger_document_id_documents",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("account", "document_id", name="pk_ledger"),
         sa.UniqueConstraint("account", "remote_name", name="uq_ledger_account_remote_name"),
