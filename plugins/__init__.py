@@ -28,7 +28,14 @@ from .errors import (
     TransientError,
 )
 from .hookspecs import hookimpl, hookspec
-from .models import Document, DocumentMetadata, DocumentType, PaymentStatus, SourceDocument
+from .models import (
+    Document,
+    DocumentMetadata,
+    DocumentType,
+    PaymentStatus,
+    SkippedDocument,
+    SourceDocument,
+)
 
 PLUGIN_API_VERSION = "1.0"
 """Major.minor of this API. A plugin may check the major number at import."""
@@ -52,6 +59,7 @@ __all__ = [
     "PermanentError",
     "PluginError",
     "RelativePath",
+    "SkippedDocument",
     "Source",
     "SourceDocument",
     "Target",

@@ -20,7 +20,7 @@ from typing import IO, Annotated, Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 from pydantic.functional_validators import AfterValidator
 
-from .models import Document, SourceDocument
+from .models import Document, SkippedDocument, SourceDocument
 
 __all__ = [
     "ConnectorContext",
@@ -102,7 +102,7 @@ class _Connector(ABC, Generic[OptionsT]):
         """Release connections; called once when the engine is done with it."""
 
 
-FetchResult = Generator[SourceDocument, None, "str | None"]
+FetchResult = Generator[SourceDocument | SkippedDocument, None, "str | None"]
 """What :meth:`Source.fetch` returns: a generator of documents whose return
 value is the cursor the next fetch starts from."""
 
@@ -118,7 +118,9 @@ class Source(_Connector[OptionsT]):
         checkpoint a :class:`SourceDocument` carried), ``None`` the first time.
         Yielding a document that the catalog already has is harmless: unchanged
         content is recognised by its hash. Raise TransientError for a broken
-        connection; the documents stored so far stay stored.
+        connection; the documents stored so far stay stored. Yield a
+        :class:`SkippedDocument` for one that cannot be imported (bad sidecar)
+        instead of raising, so the others still import.
         """
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "DocumentMetadata",
     "DocumentType",
     "PaymentStatus",
+    "SkippedDocument",
     "SourceDocument",
 ]
 
@@ -150,6 +151,24 @@ class SourceDocument:
     content: bytes | Path
     media_type: str | None = None
     metadata: DocumentMetadata = field(default_factory=DocumentMetadata)
+    cursor: str | None = None
+    fingerprint: str | None = None
+    """A cheap token that changes whenever content or metadata change (size and
+    mtime of a file and its sidecar, an ETag...). When the catalog already holds
+    this document with the same fingerprint it skips reading it altogether,
+    which keeps a no-op re-sync of a large folder fast."""
+
+
+@dataclass(frozen=True)
+class SkippedDocument:
+    """A document the source found but could not import (malformed metadata...).
+
+    The engine logs it as ``document.failed`` with ``reason`` and counts it;
+    the rest of the fetch goes on. ``reason`` must not contain secrets.
+    """
+
+    external_id: str
+    reason: str
     cursor: str | None = None
 
 

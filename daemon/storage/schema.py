@@ -45,6 +45,7 @@ documents = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.String(200), nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
