@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from invoicesync.plugins.checks import AttributeCheck
-from invoicesync.plugins.models import CurrencyCode, DocumentType, PaymentStatus
+from invoicesync.plugins.models import DocumentType, PaymentStatus
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -243,6 +243,16 @@ def _finite(value: Decimal | None) -> Decimal | None:
 
 
 ConfigAmount = Annotated[Decimal, BeforeValidator(_config_amount), AfterValidator(_finite)]
+
+
+def _currency(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise _error(f"expected a three-letter ISO 4217 code such as EUR or USD; got {value!r}")
+    return code
+
+
+CurrencyCode = Annotated[str, AfterValidator(_currency)]
 
 
 class TagsConfig(BaseModel):
