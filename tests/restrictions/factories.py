@@ -45,3 +45,33 @@ def make_evaluator(
 def at(text: str, tz: ZoneInfo = BERLIN) -> datetime:
     """An aware instant from local wall-clock text, e.g. ``at("2024-03-31 23:30")``."""
     return datetime.fromisoformat(text).replace(tzinfo=tz)
+
+
+def document_row(doc: Document) -> dict[str, Any]:
+    """The ``documents`` row the catalog would store for ``doc``."""
+    return {
+        "id": doc.id,
+        "source": doc.source,
+        "external_id": doc.external_id,
+        "company": doc.company,
+        "type": str(doc.type),
+        "number": doc.number,
+        "document_date": doc.document_date,
+        "due_date": doc.due_date,
+        "import_date": doc.import_date,
+        "net_amount": doc.net_amount,
+        "gross_amount": doc.gross_amount,
+        "currency": doc.currency,
+        "payment_status": str(doc.payment_status),
+        "approved": doc.approved,
+        "tags": sorted(doc.tags),
+        "note": doc.note,
+        "fields": dict(doc.fields),
+        "filename": doc.filename,
+        "media_type": doc.media_type,
+        "size": doc.size,
+        "sha256": doc.sha256,
+        "revision": doc.revision,
+        "fingerprint": None,
+        "updated_at": doc.import_date,
+    }
