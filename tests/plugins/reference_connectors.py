@@ -9,9 +9,11 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pytest
 from invoicesync.plugins import (
     ConnectorOptions,
     ExportItem,
@@ -23,7 +25,7 @@ from invoicesync.plugins import (
     Target,
     TransientError,
 )
-from invoicesync.plugins.testing import make_source_document
+from invoicesync.plugins.testing import make_context, make_source_document
 
 
 class FolderOptions(ConnectorOptions):
@@ -114,3 +116,74 @@ class MemorySource(Source[MemoryOptions]):
 
 def memory_docs(n: int) -> list[SourceDocument]:
     return [make_source_document(f"doc-{i}", b"%%PDF-1.4 %d" % i) for i in range(n)]
+
+
+class FolderTargetFixtures:
+    """The suite's fixtures for any folder-like target class (``target_class``)."""
+
+    target_class: type[Target[Any]] = ReferenceFolderTarget
+
+    @pytest.fixture
+    def local_root(self, tmp_path: Path) -> Path:
+        root = tmp_path / "remote"
+        root.mkdir()
+        return root
+
+    @pytest.fixture
+    def target(self, local_root: Path, tmp_path: Path) -> Target[Any]:
+        return self.target_class(
+            "t", FolderOptions(path=local_root), make_context(tmp_path / "state")
+        )
+
+    @pytest.fixture
+    def read_remote(self, local_root: Path) -> Callable[[str], bytes | None]:
+        def read(name: str) -> bytes | None:
+            path = local_root / name
+            return path.read_bytes() if path.is_file() else None
+
+        return read
+
+    @pytest.fixture
+    def list_remote(self, local_root: Path) -> Callable[[], list[str]]:
+        def listing() -> list[str]:
+            return sorted(
+                os.path.relpath(os.path.join(d, f), local_root)
+                for d, _, files in os.walk(local_root)
+                for f in files
+            )
+
+        return listing
+
+    @pytest.fixture
+    def broken_target(self, tmp_path: Path) -> Target[Any]:
+        return self.target_class(
+            "b", FolderOptions(path=tmp_path / "missing"), make_context(tmp_path / "state")
+        )
+
+
+class MemorySourceFixtures:
+    """The suite's fixtures for any in-memory source class (``source_class``)."""
+
+    source_class: type[MemorySource] = MemorySource
+
+    @pytest.fixture
+    def docs(self) -> list[SourceDocument]:
+        return memory_docs(4)
+
+    @pytest.fixture
+    def source(self, docs: list[SourceDocument], tmp_path: Path) -> MemorySource:
+        return self.source_class("s", MemoryOptions(password="right"), make_context(tmp_path), docs)
+
+    @pytest.fixture
+    def secret(self) -> str:
+        return "hunter2-very-secret"
+
+    @pytest.fixture
+    def broken_source(
+        self, docs: list[SourceDocument], tmp_path: Path, secret: str
+    ) -> MemorySource:
+        return self.source_class("s", MemoryOptions(password=secret), make_context(tmp_path), docs)
+
+    @pytest.fixture
+    def add_document(self, docs: list[SourceDocument]) -> Callable[[], None]:
+        return lambda: docs.extend(memory_docs(5)[4:])
