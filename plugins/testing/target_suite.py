@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -201,7 +202,7 @@ class TargetConformance(ConformanceBase):
     def test_reexport_same_revision_leaves_one_file(
         self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
     ) -> None:
-        before = set(list_remote())
+        before = Counter(list_remote())
         item = make_export_item(items_dir, b"%PDF-1.4 same\n", "acme/2024/same.pdf")
         first = target.export(item)
         # At-least-once delivery: the engine may hand the same item over again
@@ -213,15 +214,18 @@ class TargetConformance(ConformanceBase):
         assert second.remote_ref == first.remote_ref == third.remote_ref, (
             "re-exporting the same revision must report the same remote reference"
         )
-        assert set(list_remote()) - before == {item.remote_name}, (
-            f"expected exactly one new remote file, found {sorted(set(list_remote()) - before)}"
+        # Counted, not as sets: a target that stores a name twice (two
+        # documents with one title) must not pass.
+        added = Counter(list_remote()) - before
+        assert added == Counter([item.remote_name]), (
+            f"expected exactly one new remote file, found {sorted(added.elements())}"
         )
         assert read_remote(item.remote_name) == b"%PDF-1.4 same\n"
 
     def test_new_revision_replaces_content(
         self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
     ) -> None:
-        before = set(list_remote())
+        before = Counter(list_remote())
         v1 = make_export_item(items_dir, b"%PDF-1.4 revision 1\n", "acme/rev.pdf")
         ref1 = target.export(v1).remote_ref
         v2 = make_export_item(
@@ -234,7 +238,10 @@ class TargetConformance(ConformanceBase):
         )
         _assert_result(target.export(v2))
         assert read_remote("acme/rev.pdf") == b"%PDF-1.4 revision 2, longer\n"
-        assert set(list_remote()) - before == {"acme/rev.pdf"}
+        added = Counter(list_remote()) - before
+        assert added == Counter(["acme/rev.pdf"]), (
+            f"a new revision must replace the old file, found {sorted(added.elements())}"
+        )
 
     def test_distinct_names_are_distinct_files(
         self, target: Target[Any], read_remote: ReadRemote, items_dir: Path
@@ -311,7 +318,7 @@ class TargetConformance(ConformanceBase):
         items_dir: Path,
     ) -> None:
         content = b"%PDF-1.4\n" + random.Random(7).randbytes(2 * 1024 * 1024)
-        before = set(list_remote())
+        before = Counter(list_remote())
         local_before = _files_under(local_root) if local_root else set()
         broken = make_export_item(
             items_dir, content, "acme/interrupted.pdf", fail_after=len(content) // 2
@@ -322,9 +329,9 @@ class TargetConformance(ConformanceBase):
             "a read failure of the local content is worth retrying: expected "
             f"TransientError, got {type(caught.value).__name__}: {caught.value}"
         )
-        assert set(list_remote()) == before, (
-            f"a failed upload left files behind: {sorted(set(list_remote()) - before)}"
-        )
+        left = Counter(list_remote()) - before
+        assert not left, f"a failed upload left files behind: {sorted(left.elements())}"
+
         assert read_remote("acme/interrupted.pdf") is None
         if local_root is not None:
             left = _files_under(local_root) - local_before
@@ -339,7 +346,7 @@ class TargetConformance(ConformanceBase):
     ) -> None:
         v1 = make_export_item(items_dir, b"%PDF-1.4 old revision\n", "acme/kept.pdf")
         ref1 = target.export(v1).remote_ref
-        listed = set(list_remote())
+        listed = Counter(list_remote())
         content = b"%PDF-1.4\n" + random.Random(9).randbytes(1024 * 1024)
         v2 = make_export_item(
             items_dir, content, "acme/kept.pdf", previous_ref=ref1, fail_after=len(content) // 2
@@ -349,7 +356,7 @@ class TargetConformance(ConformanceBase):
         assert read_remote("acme/kept.pdf") == b"%PDF-1.4 old revision\n", (
             "a failed upload of a new revision must leave the previous one intact"
         )
-        assert set(list_remote()) == listed
+        assert Counter(list_remote()) == listed, "a failed upload changed the remote listing"
 
     def test_broken_target_check_raises(
         self, broken_target: Target[Any], secret: str | None
