@@ -331,11 +331,10 @@ class TargetConformance(ConformanceBase):
         )
         left = Counter(list_remote()) - before
         assert not left, f"a failed upload left files behind: {sorted(left.elements())}"
-
         assert read_remote("acme/interrupted.pdf") is None
         if local_root is not None:
-            left = _files_under(local_root) - local_before
-            assert not left, f"a failed upload left files in {local_root}: {sorted(left)}"
+            stray = _files_under(local_root) - local_before
+            assert not stray, f"a failed upload left files in {local_root}: {sorted(stray)}"
         # The failure must not poison the target: the next export just works.
         good = make_export_item(items_dir, content, "acme/interrupted.pdf")
         _assert_result(target.export(good))
