@@ -38,6 +38,7 @@ pytest.register_assert_rewrite(
 )
 
 from .helpers import (  # noqa: E402
+    SAMPLE_PDF,
     BreakingStream,
     make_context,
     make_document,
@@ -49,6 +50,7 @@ from .target_suite import HOSTILE_NAMES, TargetConformance  # noqa: E402
 
 __all__ = [
     "HOSTILE_NAMES",
+    "SAMPLE_PDF",
     "BreakingStream",
     "SourceConformance",
     "TargetConformance",

@@ -21,6 +21,7 @@ from ..connectors import ConnectorContext, ExportItem
 from ..models import Document, DocumentMetadata, DocumentType, SourceDocument
 
 __all__ = [
+    "SAMPLE_PDF",
     "BreakingStream",
     "make_context",
     "make_document",

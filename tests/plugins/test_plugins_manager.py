@@ -291,7 +291,9 @@ def test_tracing_logs_every_hook_call_with_plugin_names(
     registry = load(monkeypatch, "good", "events", trace=lines.append)
     assert "plugin good loaded (entry point " in "\n".join(lines)
     assert "hook invoicesync_register_targets -> good returned [GoodTarget]" in lines
-    assert "hook invoicesync_register_targets -> folder returned []" in lines
+    assert any(
+        line.startswith("hook invoicesync_register_targets -> folder returned [") for line in lines
+    )
     document = make_document(external_id="x1", source="portal")
     lines.clear()
     registry.hook.invoicesync_document_exported(
