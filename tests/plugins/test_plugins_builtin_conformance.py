@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-
 from invoicesync.connectors_builtin.demo.source import DemoOptions, DemoSource
 from invoicesync.connectors_builtin.folder.source import FolderSource, FolderSourceOptions
 from invoicesync.connectors_builtin.folder.target import FolderTarget, FolderTargetOptions
@@ -120,7 +120,7 @@ class TestFolderSourceConformance(SourceConformance):
 
 
 class TestDemoSourceConformance(SourceConformance):
-    unsupported = {
+    unsupported: ClassVar[dict[str, str]] = {
         "test_broken_source_check_raises": (
             "the demo portal is generated locally: it has no connection or credentials to break"
         ),

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from fake_paperless import FakePaperless
-
 from invoicesync.plugins.testing import make_context
 from invoicesync_paperless import PaperlessOptions, PaperlessTarget
 

@@ -213,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
         # algorithm and delayed ACKs add 40 ms to every request.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
 
     # -- plumbing -----------------------------------------------------------------
@@ -222,7 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header(
-            "Content-Type", "application/octet-stream" if isinstance(body, bytes) else "application/json"
+            "Content-Type",
+            "application/octet-stream" if isinstance(body, bytes) else "application/json",
         )
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Api-Version", "9")
@@ -280,7 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         with state._lock:
             if path == "/api/":
-                self._send(200, {k: f"{state.url}/api/{k}/" for k in ("documents", "tasks", *OBJECT_KINDS)})
+                self._send(
+                    200, {k: f"{state.url}/api/{k}/" for k in ("documents", "tasks", *OBJECT_KINDS)}
+                )
             elif path == "/api/tasks/":
                 task = state.tasks.get(query.get("task_id", [""])[0])
                 if task is None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import ClassVar
 
 import pytest
 from conftest import MakeTarget
 from fake_paperless import FakePaperless
-
 from invoicesync.plugins.testing import TargetConformance
 from invoicesync_paperless import PaperlessTarget
 
@@ -21,7 +21,7 @@ class TestPaperlessConformance(TargetConformance):
     # A Paperless title is a label, not a path: a hostile name can only ever
     # become a strange title, so the suite need not check listed names as paths.
     remote_names_are_paths = False
-    unsupported = {
+    unsupported: ClassVar[dict[str, str]] = {
         "test_new_revision_replaces_content": (
             "Paperless-ngx cannot replace a document's file through its upload API and "
             "invoicesync never deletes remotely: a new revision becomes a new document"
@@ -48,7 +48,9 @@ class TestPaperlessConformance(TargetConformance):
     @pytest.fixture
     def list_remote(self, paperless: FakePaperless):  # type: ignore[no-untyped-def]
         def listing() -> list[str]:
-            return [remote_name(d.title, d.original_file_name) for d in paperless.documents.values()]
+            return [
+                remote_name(d.title, d.original_file_name) for d in paperless.documents.values()
+            ]
 
         return listing
 

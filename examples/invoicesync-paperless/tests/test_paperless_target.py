@@ -11,12 +11,11 @@ from typing import IO, Any, cast
 import pytest
 from conftest import MakeTarget
 from fake_paperless import FakePaperless
-from pydantic import ValidationError
-
 from invoicesync.plugins import DocumentType, ExportItem, PermanentError, TransientError
 from invoicesync.plugins.manager import load_plugins
 from invoicesync.plugins.testing import BreakingStream, make_export_item
 from invoicesync_paperless import PaperlessOptions, PaperlessTarget
+from pydantic import ValidationError
 
 PDF = b"%PDF-1.4 paperless test\n"
 
@@ -85,7 +84,7 @@ def test_missing_objects_are_refused_when_creation_is_off(
 ) -> None:
     target = make_target(create_missing=False)
     item = make_export_item(tmp_path, PDF, "x.pdf", company=None, type=DocumentType.MISC)
-    with pytest.raises(PermanentError, match="no tag named 'test' .* create_missing is false"):
+    with pytest.raises(PermanentError, match=r"no tag named 'test' .* create_missing is false"):
         target.export(item)
     assert paperless.uploads == 0
 
@@ -148,7 +147,7 @@ def test_an_upload_that_breaks_half_way_leaves_nothing(
 def test_a_document_paperless_cannot_consume_is_rejected(
     paperless: FakePaperless, make_target: MakeTarget, tmp_path: Path
 ) -> None:
-    with pytest.raises(PermanentError, match="did not consume 'empty.pdf'.*Unsupported mime"):
+    with pytest.raises(PermanentError, match=r"did not consume 'empty\.pdf'.*Unsupported mime"):
         make_target().export(make_export_item(tmp_path, b"", "empty.pdf"))
 
 
@@ -184,7 +183,7 @@ def test_slow_consumption_times_out_and_the_retry_finds_the_document(
 ) -> None:
     paperless.consume_after_polls = 10**9
     item = make_export_item(tmp_path, PDF, "slow.pdf")
-    with pytest.raises(TransientError, match="still consuming 'slow.pdf'"):
+    with pytest.raises(TransientError, match=r"still consuming 'slow\.pdf'"):
         make_target(task_timeout=0.1).export(item)
     # Paperless finishes in the background; the next attempt must not upload again.
     paperless.consume_after_polls = 0

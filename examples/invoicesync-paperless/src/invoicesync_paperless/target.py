@@ -45,8 +45,6 @@ from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
-
 from invoicesync.plugins import (
     ConnectorContext,
     ConnectorOptions,
@@ -57,6 +55,7 @@ from invoicesync.plugins import (
     Target,
     TransientError,
 )
+from pydantic import Field, SecretStr, field_validator
 
 __all__ = ["DEFAULT_DOCUMENT_TYPES", "PaperlessOptions", "PaperlessTarget"]
 
@@ -245,7 +244,9 @@ class PaperlessTarget(Target[PaperlessOptions]):
                 related = task.get("related_document")
                 if related is not None and str(related).isdigit():
                     return int(related)
-                raise TransientError(f"Paperless-ngx task {task_id} succeeded without a document id")
+                raise TransientError(
+                    f"Paperless-ngx task {task_id} succeeded without a document id"
+                )
             if status in ("FAILURE", "REVOKED") and isinstance(task, dict):
                 result = str(task.get("result") or "")
                 duplicate = _DUPLICATE_ID.search(result)
