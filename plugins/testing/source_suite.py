@@ -130,9 +130,15 @@ class SourceConformance(ConformanceBase):
     # -- the tests ------------------------------------------------------------
 
     def test_check_passes(self, _closing: Source[Any]) -> None:
+        """``check()`` passes on the working source."""
         _closing.check()
 
     def test_documents_are_valid(self, _closing: Source[Any]) -> None:
+        """A full fetch is a generator of well-formed items that returns a str cursor or None.
+
+        Items are SourceDocument or SkippedDocument: non-empty unique ids, bare
+        file names, content as bytes or an existing file, DocumentMetadata.
+        """
         gen = _closing.fetch(None)
         assert inspect.isgenerator(gen), (
             "fetch() must be a generator (it returns the next cursor as its value)"
@@ -154,6 +160,7 @@ class SourceConformance(ConformanceBase):
         )
 
     def test_fetch_from_returned_cursor_brings_nothing_unseen(self, _closing: Source[Any]) -> None:
+        """Fetching again from the returned cursor yields no id the first fetch did not."""
         first, cursor = _drain(_closing, None)
         again, cursor2 = _drain(_closing, cursor)
         unseen = sorted(set(_ids(again)) - set(_ids(first)))
@@ -162,6 +169,9 @@ class SourceConformance(ConformanceBase):
 
     @pytest.mark.parametrize("interrupt_after", [1, 2])
     def test_resume_after_interruption(self, _closing: Source[Any], interrupt_after: int) -> None:
+        """A fetch closed after 1 or 2 documents and resumed from the last checkpoint
+        loses nothing and repeats nothing before the checkpoint.
+        """
         everything, _ = _drain(_closing, None)
         all_ids = set(_ids(everything))
         gen = _closing.fetch(None)
@@ -190,6 +200,7 @@ class SourceConformance(ConformanceBase):
     def test_new_document_after_cursor(
         self, _closing: Source[Any], add_document: Callable[[], None] | None
     ) -> None:
+        """After ``add_document()``, a fetch from the previous cursor yields exactly the new id."""
         if add_document is None:
             pytest.fail(
                 "the add_document fixture returned None: provide it, or declare "
@@ -210,6 +221,9 @@ class SourceConformance(ConformanceBase):
     def test_broken_source_check_raises(
         self, broken_source: Source[Any], secret: str | None
     ) -> None:
+        """``check()`` on ``broken_source`` raises ConnectorError with a message, without the
+        secret.
+        """
         try:
             with pytest.raises(ConnectorError) as caught:
                 broken_source.check()
@@ -221,6 +235,9 @@ class SourceConformance(ConformanceBase):
     def test_broken_source_fetch_raises_connector_error(
         self, broken_source: Source[Any], secret: str | None
     ) -> None:
+        """``fetch()`` on ``broken_source`` raises ConnectorError (not a raw library error),
+        without the secret.
+        """
         try:
             with pytest.raises(ConnectorError) as caught:
                 _drain(broken_source, None)

@@ -188,11 +188,13 @@ class TargetConformance(ConformanceBase):
     # -- the tests ------------------------------------------------------------
 
     def test_check_passes(self, _closing: Target[Any]) -> None:
+        """``check()`` passes on the working target."""
         _closing.check()
 
     def test_export_round_trips(
         self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
     ) -> None:
+        """An export stores the content under the remote name and returns a non-empty remote_ref."""
         item = make_export_item(items_dir, b"%PDF-1.4 round trip\n", "acme/2024/R-1.pdf")
         result = target.export(item)
         _assert_result(result)
@@ -202,6 +204,9 @@ class TargetConformance(ConformanceBase):
     def test_reexport_same_revision_leaves_one_file(
         self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
     ) -> None:
+        """Exporting the same revision three times (with and without previous_ref) leaves one file
+        and reports one remote_ref.
+        """
         before = Counter(list_remote())
         item = make_export_item(items_dir, b"%PDF-1.4 same\n", "acme/2024/same.pdf")
         first = target.export(item)
@@ -225,6 +230,7 @@ class TargetConformance(ConformanceBase):
     def test_new_revision_replaces_content(
         self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
     ) -> None:
+        """A new revision under the same name replaces the content; still one file."""
         before = Counter(list_remote())
         v1 = make_export_item(items_dir, b"%PDF-1.4 revision 1\n", "acme/rev.pdf")
         ref1 = target.export(v1).remote_ref
@@ -246,6 +252,7 @@ class TargetConformance(ConformanceBase):
     def test_distinct_names_are_distinct_files(
         self, target: Target[Any], read_remote: ReadRemote, items_dir: Path
     ) -> None:
+        """Three names give three files and three references."""
         a = make_export_item(items_dir, b"%PDF-1.4 A\n", "acme/2024/a.pdf")
         b = make_export_item(items_dir, b"%PDF-1.4 B\n", "acme/2024/b.pdf")
         c = make_export_item(items_dir, b"%PDF-1.4 C\n", "other/c.pdf")
@@ -258,6 +265,7 @@ class TargetConformance(ConformanceBase):
     def test_unicode_name_round_trips(
         self, target: Target[Any], read_remote: ReadRemote, items_dir: Path
     ) -> None:
+        """A name with umlauts, spaces, ``&``, ``#`` and parentheses round-trips."""
         item = make_export_item(items_dir, b"%PDF-1.4 unicode\n", UNICODE_NAME)
         _assert_result(target.export(item))
         assert read_remote(UNICODE_NAME) == b"%PDF-1.4 unicode\n"
@@ -265,6 +273,7 @@ class TargetConformance(ConformanceBase):
     def test_large_document_round_trips(
         self, target: Target[Any], read_remote: ReadRemote, items_dir: Path
     ) -> None:
+        """A 5 MiB document (``large_size``) is stored byte for byte."""
         content = b"%PDF-1.4\n" + random.Random(5).randbytes(self.large_size)
         item = make_export_item(items_dir, content, "acme/large.pdf")
         _assert_result(target.export(item))
@@ -285,6 +294,9 @@ class TargetConformance(ConformanceBase):
         items_dir: Path,
         outside_dir: Path,
     ) -> None:
+        """Each name in HOSTILE_NAMES is refused with PermanentError or stored inside the root
+        (checked on disk with ``local_root``).
+        """
         name = hostile.replace(_OUTSIDE, str(outside_dir))
         item = make_export_item(items_dir, b"%PDF-1.4 hostile\n", name)
         watch = _LocalWatch.start(local_root.resolve(), outside_dir, name) if local_root else None
@@ -317,6 +329,9 @@ class TargetConformance(ConformanceBase):
         local_root: Path | None,
         items_dir: Path,
     ) -> None:
+        """Content that fails to read half-way raises TransientError and leaves no file, not even a
+        temporary one; the next export succeeds.
+        """
         content = b"%PDF-1.4\n" + random.Random(7).randbytes(2 * 1024 * 1024)
         before = Counter(list_remote())
         local_before = _files_under(local_root) if local_root else set()
@@ -343,6 +358,7 @@ class TargetConformance(ConformanceBase):
     def test_failed_upload_keeps_previous_revision(
         self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
     ) -> None:
+        """A failed upload of a new revision leaves the previous content intact."""
         v1 = make_export_item(items_dir, b"%PDF-1.4 old revision\n", "acme/kept.pdf")
         ref1 = target.export(v1).remote_ref
         listed = Counter(list_remote())
@@ -360,6 +376,9 @@ class TargetConformance(ConformanceBase):
     def test_broken_target_check_raises(
         self, broken_target: Target[Any], secret: str | None
     ) -> None:
+        """``check()`` on ``broken_target`` raises ConnectorError with a message, without the
+        secret.
+        """
         try:
             with pytest.raises(ConnectorError) as caught:
                 broken_target.check()
@@ -371,6 +390,7 @@ class TargetConformance(ConformanceBase):
     def test_broken_target_export_raises_connector_error(
         self, broken_target: Target[Any], secret: str | None, items_dir: Path
     ) -> None:
+        """``export()`` on ``broken_target`` raises ConnectorError, without the secret."""
         item = make_export_item(items_dir, b"%PDF-1.4 broken\n", "acme/broken.pdf")
         try:
             with pytest.raises(ConnectorError) as caught:
@@ -383,6 +403,9 @@ class TargetConformance(ConformanceBase):
         "component", ["invoice.pdf", "Rechnung: Nr #1?.pdf", "Ünïcödé  spaces.pdf", "a" * 255]
     )
     def test_sanitize_component(self, target: Target[Any], component: str) -> None:
+        """``sanitize_component`` returns a non-empty component without ``/`` or NUL and is
+        idempotent.
+        """
         clean = target.sanitize_component(component)
         assert isinstance(clean, str) and clean, "sanitize_component must return a non-empty str"
         assert "/" not in clean and "\x00" not in clean
