@@ -245,9 +245,8 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
             fetch_first = False
 
         def plan(p: Any) -> None:
-            app.out.print(
-                f"{p.account}\t{p.document_id}\t-> {p.remote_name}\t({p.reason})", markup=False
-            )
+            # Plain tab-separated lines (rich would expand the tabs): easy to grep and cut.
+            click.echo(f"{p.account}\t{p.document_id}\t-> {p.remote_name}\t({p.reason})")
 
         try:
             result = do_sync(
