@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from invoicesync.daemon.config.models import CompanyRule
 from invoicesync.daemon.engine.companies import assign_company
 from invoicesync.plugins import DocumentMetadata, SourceDocument
