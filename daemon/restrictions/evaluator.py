@@ -28,7 +28,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from invoicesync.plugins.checks import AttributeCheck
+from invoicesync.plugins.checks import AttributeCheck, CheckOutcome
 from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.models import Document
 from pydantic import BaseModel, ValidationError
@@ -391,11 +391,24 @@ class _Plugin(_Rule):
         self.name = f"attributes.{key}"
         self.check = check
 
+    def _outcome(self, doc: Document) -> CheckOutcome:
+        # A plugin's bug must not stop a sync or let a document through: the
+        # check fails for that document and the reason says why.
+        try:
+            outcome = self.check.evaluate(doc)
+        except Exception as exc:
+            return CheckOutcome(False, f"the {self.name} check raised {type(exc).__name__}: {exc}")
+        if not isinstance(outcome, CheckOutcome):
+            return CheckOutcome(
+                False, f"the {self.name} check returned {type(outcome).__name__}, not CheckOutcome"
+            )
+        return outcome
+
     def passes(self, doc: Document, clock: _Clock) -> bool:
-        return self.check.evaluate(doc).passed
+        return self._outcome(doc).passed
 
     def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        return self.check.evaluate(doc).reason
+        return self._outcome(doc).reason
 
 
 # -- the evaluator ----------------------------------------------------------------
@@ -518,9 +531,11 @@ class _RuleCheck(Check):
 
     @property
     def reason(self) -> str:
-        if not self._reason:
-            self._reason = self._rule.reason(self._doc, self._clock, self.passed)
-        return self._reason
+        reason = self._reason
+        if not isinstance(reason, str) or not reason:
+            reason = self._rule.reason(self._doc, self._clock, self.passed)
+            self._reason = reason
+        return reason
 
 
 def _attribute_rules(

@@ -714,6 +714,29 @@ class _ScorePlugin:
         return [_ScoreCheck]
 
 
+class _BrokenCheck(AttributeCheck):
+    key = "broken"
+
+    def evaluate(self, document: Document) -> CheckOutcome:
+        raise KeyError("score")
+
+
+def test_a_raising_plugin_check_fails_the_document_not_the_sync() -> None:
+    from invoicesync.daemon.restrictions import RestrictionsConfig, compile_restrictions
+
+    checks: dict[str, type[AttributeCheck]] = {"broken": _BrokenCheck}
+    config = RestrictionsConfig.model_validate(
+        {"attributes": {"broken": None}}, context={"checks": checks}
+    )
+    evaluator = compile_restrictions(config, BERLIN, checks)
+    decision = evaluator.evaluate(make_doc(), NOW)
+    assert not decision.export and not evaluator.accepts(make_doc(), NOW)
+    assert (
+        decision.summary
+        == "attributes.broken: the attributes.broken check raised KeyError: 'score'"
+    )
+
+
 def test_plugin_checks_through_the_hook() -> None:
     registry = load_plugins(entry_points=False, extra=[_ScorePlugin()])
     assert registry.checks["filename"] is FilenameCheck
