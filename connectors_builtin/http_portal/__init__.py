@@ -6,7 +6,11 @@ from typing import Any
 
 from invoicesync.plugins import Source, hookimpl
 
+from .source import HttpPortalSource
+
+__all__ = ["HttpPortalSource"]
+
 
 @hookimpl
 def invoicesync_register_sources() -> list[type[Source[Any]]]:
-    return []
+    return [HttpPortalSource]
