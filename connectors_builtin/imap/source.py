@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.errors
+import email.header
 import email.parser
 import email.policy
+import email.utils
 import fnmatch
 import hashlib
 import imaplib
@@ -597,7 +600,10 @@ class ImapSource(Source[ImapOptions]):
         state: dict[str, dict[str, int]],
         uidvalidity: int,
     ) -> Iterator[SourceDocument | SkippedDocument]:
-        parser = email.parser.BytesParser(policy=email.policy.default)
+        # compat32 rather than policy.default: the modern policy re-parses a
+        # header into objects on every access, which made parsing 3x slower
+        # than the IMAP transfer; encoded words are decoded by _decode_words.
+        parser = email.parser.BytesParser(policy=email.policy.compat32)
         if isinstance(raw, Path):
             with raw.open("rb") as fh:
                 msg = parser.parse(fh)
@@ -633,6 +639,8 @@ class ImapSource(Source[ImapOptions]):
         for index, part in enumerate(p for p in msg.walk() if not p.is_multipart()):
             try:
                 raw_name = part.get_filename()
+                if raw_name is not None:
+                    raw_name = _decode_words(raw_name)
             except Exception:
                 raw_name = None
             media_type = part.get_content_type().lower()
@@ -672,9 +680,8 @@ class ImapSource(Source[ImapOptions]):
             fields["mail_from"] = sender
         mail_date: datetime | None = None
         try:
-            header = msg["Date"]
-            mail_date = getattr(header, "datetime", None)
-        except Exception:
+            mail_date = email.utils.parsedate_to_datetime(str(msg["Date"]))
+        except (TypeError, ValueError, IndexError):
             mail_date = None
         if mail_date is not None:
             fields["mail_date"] = mail_date.isoformat()
@@ -724,12 +731,21 @@ def _describe(exc: BaseException) -> str:
     return clean_text(text, 300)
 
 
-def _header(msg: Message, name: str) -> str:
+def _decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words (``=?utf-8?q?...?=``); leave anything broken as is."""
+    if "=?" not in value:
+        return value
     try:
-        value = msg[name]
-    except Exception:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
+        return value
+
+
+def _header(msg: Message, name: str) -> str:
+    value = msg[name]
+    if value is None:
         return ""
-    return clean_text(str(value)) if value is not None else ""
+    return clean_text(_decode_words(str(value)))
 
 
 def _mail_key(msg: Message, raw: Callable[[], bytes]) -> str:
