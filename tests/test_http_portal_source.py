@@ -273,6 +273,24 @@ def test_large_download_handed_over_as_file(portal: Portal, tmp_path: Path) -> N
     assert list((tmp_path / "state" / "tmp").iterdir()) == []
 
 
+def test_api_key_as_query_parameter(portal: Portal, tmp_path: Path) -> None:
+    portal.auth = ("api_key_query", "key", TOKEN)
+    contents = seed(portal, 3)
+    source = make_source(
+        portal,
+        tmp_path,
+        list_path="/link/documents",
+        list_params={"limit": "2"},
+        items_field=None,
+        pagination={"style": "link"},
+        auth={"type": "api_key", "query_param": "key", "value": TOKEN},
+    )
+    run = run_fetch(source)
+    assert [s.content for s in run.stored] == contents
+    assert all(r.query.get("key") == TOKEN for r in portal.requests)
+    assert all("x-api-key" not in r.headers for r in portal.requests)
+
+
 def test_credentials_stay_on_the_portal_origin(portal_factory: Any, tmp_path: Path) -> None:
     api: Portal = portal_factory()
     cdn: Portal = portal_factory()  # another port: another origin
@@ -292,8 +310,9 @@ def test_credentials_stay_on_the_portal_origin(portal_factory: Any, tmp_path: Pa
         {"type": "bearer", "token": TOKEN},
         {"type": "basic", "username": "acct", "password": TOKEN},
         {"type": "api_key", "header": "X-Portal-Key", "value": TOKEN},
+        {"type": "api_key", "query_param": "key", "value": TOKEN},
     ],
-    ids=["bearer", "basic", "api_key"],
+    ids=["bearer", "basic", "api_key", "api_key_query"],
 )
 def test_secret_never_leaks(portal: Portal, tmp_path: Path, auth: dict[str, str]) -> None:
     portal.auth = ("bearer", "the-right-one")  # ours is wrong
@@ -312,6 +331,12 @@ def test_secret_never_leaks(portal: Portal, tmp_path: Path, auth: dict[str, str]
     portal.fail("/api/page/documents", 500, times=10)
     with pytest.raises(TransientError) as info:
         run_fetch(source)
+    texts += [str(info.value), repr(info.value)]
+    portal.malformed.add("/api/page/documents")
+    portal.faults.clear()
+    with pytest.raises(ConnectorError) as info:
+        run_fetch(source)
+    assert "malformed JSON" in str(info.value)
     texts += [str(info.value), repr(info.value), logger.text()]
     assert "http_portal.retry" in logger.names()
     for text in texts:

@@ -40,13 +40,13 @@ import mimetypes
 import random
 import re
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 from invoicesync.plugins import (
     ConfigurationError,
@@ -157,6 +157,8 @@ class BasicAuth(_Strict):
 class ApiKeyAuth(_Strict):
     type: Literal["api_key"]
     header: str = "X-API-Key"
+    query_param: str | None = None
+    """Send the key as this query parameter instead of a header."""
     value: SecretStr
 
 
@@ -286,13 +288,18 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def display_url(url: str) -> str:
-    """``url`` without user info (what error messages and logs show)."""
+def display_url(url: str, hide_params: Iterable[str] = ()) -> str:
+    """``url`` without user info and with ``hide_params`` masked (for messages and logs)."""
     parts = urlsplit(url)
     netloc = parts.hostname or ""
     if parts.port:
         netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    query = parts.query
+    hidden = set(hide_params)
+    if hidden and query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k in hidden else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:
@@ -371,6 +378,11 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                 text = text.replace(secret, "***")
         return text
 
+    def _display(self, url: str) -> str:
+        auth = self.options.auth
+        hidden = [auth.query_param] if isinstance(auth, ApiKeyAuth) and auth.query_param else []
+        return self._scrub(display_url(url, hidden))
+
     def _log(self, level: str, event: str, **fields: Any) -> None:
         logger = self.context.logger
         if logger is None:
@@ -415,7 +427,21 @@ class HttpPortalSource(Source[HttpPortalOptions]):
         if isinstance(auth, BasicAuth):
             raw = f"{auth.username}:{auth.password.get_secret_value()}".encode()
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+        if auth.query_param:
+            return {}
         return {auth.header: auth.value.get_secret_value()}
+
+    def _with_query_key(self, url: str) -> str:
+        """``url`` with the API key as query parameter, if so configured and same origin."""
+        auth = self.options.auth
+        if not (isinstance(auth, ApiKeyAuth) and auth.query_param):
+            return url
+        if _origin(url) != _origin(self.options.base_url):
+            return url
+        import httpx
+
+        merged = httpx.URL(url).copy_merge_params({auth.query_param: auth.value.get_secret_value()})
+        return str(merged)
 
     def _url(self, path: str) -> str:
         """A configured path (list_path, download_path) below base_url."""
@@ -444,11 +470,13 @@ class HttpPortalSource(Source[HttpPortalOptions]):
             current, current_params = url, params
             try:
                 for _ in range(_MAX_REDIRECTS + 1):
-                    # params=None keeps a query already in the URL (Link, redirect).
+                    # httpx replaces a URL's query with params=; merge instead.
+                    target = httpx.URL(current)
+                    if current_params:
+                        target = target.copy_merge_params(current_params)
                     request = client.build_request(
                         "GET",
-                        current,
-                        params=current_params or None,
+                        self._with_query_key(str(target)),
                         headers=self._auth_headers(current),
                     )
                     response = client.send(request, stream=True)
@@ -459,7 +487,7 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                         continue
                     break
                 else:
-                    raise ConnectorError(f"{display_url(url)}: too many redirects")
+                    raise ConnectorError(f"{self._display(url)}: too many redirects")
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'connection failed'}"
                 delay = None
@@ -472,7 +500,7 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                         response.close()
                     return
                 response.close()
-                where = display_url(str(response.url))
+                where = self._display(str(response.url))
                 if status in (401, 403):
                     raise ConnectorError(
                         f"{where}: HTTP {status}: the portal refused the credentials (check auth:)"
@@ -484,7 +512,7 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                 hint = delay
             if attempt >= o.retry.attempts:
                 raise TransientError(
-                    f"{display_url(url)}: {problem} (gave up after {attempt} attempts)",
+                    f"{self._display(url)}: {problem} (gave up after {attempt} attempts)",
                     retry_after=hint,
                 )
             if delay is None:
@@ -493,7 +521,7 @@ class HttpPortalSource(Source[HttpPortalOptions]):
             self._log(
                 "warning",
                 "http_portal.retry",
-                url=display_url(url),
+                url=self._display(url),
                 problem=problem,
                 attempt=attempt,
                 wait_s=round(delay, 3),
@@ -508,10 +536,10 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                 body = response.read()
             except httpx.TransportError as exc:
                 raise TransientError(
-                    f"{display_url(str(response.url))}: the response broke off: "
+                    f"{self._display(str(response.url))}: the response broke off: "
                     f"{type(exc).__name__}"
                 ) from None
-            where = display_url(str(response.url))
+            where = self._display(str(response.url))
             try:
                 return json.loads(body), response
             except UnicodeDecodeError:
@@ -548,9 +576,10 @@ class HttpPortalSource(Source[HttpPortalOptions]):
             if p.style == "page":
                 query[p.page_param] = str(page)
             body, response = self._get_json(url, query)
-            where = display_url(str(response.url))
+            page_url = str(response.url)
+            where = self._display(page_url)
             items = self._items(body, where)
-            yield items, where
+            yield items, page_url
             if p.style == "none":
                 return
             if p.style == "page":
@@ -573,11 +602,11 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                     return
                 url = urljoin(str(response.url), nxt_url)
                 if url in seen:
-                    raise ConnectorError(f"{where}: the Link header repeats {display_url(url)}")
+                    raise ConnectorError(f"{where}: the Link header repeats {self._display(url)}")
                 seen.add(url)
                 query = {}  # the next link carries its own query
         raise ConnectorError(
-            f"{display_url(url)}: more than {p.max_pages} pages (pagination.max_pages)"
+            f"{self._display(url)}: more than {p.max_pages} pages (pagination.max_pages)"
         )
 
     def check(self) -> None:
@@ -615,11 +644,11 @@ class HttpPortalSource(Source[HttpPortalOptions]):
         tmp_dir = Path(self.context.state_dir) / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for items, where in self._pages(params):
+            for items, page_url in self._pages(params):
                 for index, item in enumerate(items):
                     if self.context.stop.is_set():
                         raise TransientError(f"{self.id}: stopping")
-                    result = self._document(item, index, where, tmp_dir)
+                    result = self._document(item, index, page_url, tmp_dir)
                     try:
                         yield result
                     finally:
@@ -634,9 +663,10 @@ class HttpPortalSource(Source[HttpPortalOptions]):
         return json.dumps({"v": _CURSOR_VERSION, "since": newest})
 
     def _document(
-        self, item: Any, index: int, where: str, tmp_dir: Path
+        self, item: Any, index: int, page_url: str, tmp_dir: Path
     ) -> SourceDocument | SkippedDocument:
         o = self.options
+        where = self._display(page_url)
         if not isinstance(item, dict):
             return SkippedDocument(
                 external_id=f"{where}#{index}",
@@ -669,7 +699,7 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                 )
             # A URL from the portal: resolved like a browser would, against
             # the page it came from.
-            url = urljoin(where, link)
+            url = urljoin(page_url, link)
         try:
             download = self._download(url, tmp_dir)
         except ConnectorError as exc:
@@ -720,7 +750,7 @@ class HttpPortalSource(Source[HttpPortalOptions]):
         import httpx
 
         with self._response(url) as response:
-            where = display_url(str(response.url))
+            where = self._display(str(response.url))
             expected = response.headers.get("content-length")
             media_type = (response.headers.get("content-type") or "").split(";")[0].strip()
             filename = _filename_from_disposition(response.headers.get("content-disposition"))

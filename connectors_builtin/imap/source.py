@@ -725,7 +725,10 @@ class ImapSource(Source[ImapOptions]):
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    # imaplib raises its errors with the server's bytes as the argument.
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(exc)
+    text = text or type(exc).__name__
     if isinstance(exc, socket.timeout | TimeoutError):
         return f"timed out ({text})"
     return clean_text(text, 300)
