@@ -43,6 +43,8 @@ ENTRY_POINT_GROUP = "invoicesync"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("demo", "invoicesync.connectors_builtin.demo"),
     ("folder", "invoicesync.connectors_builtin.folder"),
+    ("imap", "invoicesync.connectors_builtin.imap"),
+    ("http_portal", "invoicesync.connectors_builtin.http_portal"),
     ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
 )
 
