@@ -38,6 +38,9 @@ ENTRY_POINT_GROUP = "invoicesync"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("demo", "invoicesync.connectors_builtin.demo"),
     ("folder", "invoicesync.connectors_builtin.folder"),
+    ("webdav", "invoicesync.connectors_builtin.webdav"),
+    ("s3", "invoicesync.connectors_builtin.s3"),
+    ("rclone", "invoicesync.connectors_builtin.rclone"),
     ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
 )
 
