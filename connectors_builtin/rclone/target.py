@@ -256,6 +256,9 @@ class RcloneTarget(Target[RcloneOptions]):
             timer.start()
             try:
                 while True:
+                    if self.context.stop.is_set():
+                        _kill(proc)
+                        raise TransientError("export abandoned: invoicesync is stopping")
                     try:
                         chunk = stream.read(_CHUNK)
                     except Exception as exc:
@@ -272,9 +275,6 @@ class RcloneTarget(Target[RcloneOptions]):
                         proc.stdin.write(chunk)
                     except (BrokenPipeError, ValueError, OSError):
                         break  # rclone gave up; its exit code says why
-                if self.context.stop.is_set():
-                    _kill(proc)
-                    raise TransientError("export abandoned: invoicesync is stopping")
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
                 code = proc.wait()

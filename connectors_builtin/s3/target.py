@@ -10,6 +10,7 @@ duplicate version and the remote reference stays the same.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import tempfile
 import threading
 import uuid
@@ -132,6 +133,10 @@ class S3Options(ConnectorOptions):
             raise ValueError("give both access_key_id and secret_access_key, or neither")
         if self.kms_key_id and self.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse: aws:kms")
+        if importlib.util.find_spec("boto3") is None:
+            # Said at configuration time, with the file and line, rather than
+            # at the first export.
+            raise ValueError("the s3 target needs boto3: pip install 'invoicesync[s3]'")
         return self
 
 
@@ -170,7 +175,7 @@ class S3Target(Target[S3Options]):
         extra = self._put_args(item.document)
         with item.open() as raw:
             try:
-                stream = _seekable(raw)
+                stream = _seekable(raw, self.context.stop)
             except ContentReadError as exc:
                 raise TransientError(f"could not read the document's content: {exc}") from None
             response = self._call(
@@ -178,7 +183,7 @@ class S3Target(Target[S3Options]):
                 key,
                 "put_object",
                 Key=key,
-                Body=_GuardedReader(stream),
+                Body=_GuardedReader(stream, self.context.stop),
                 ContentLength=stream_size(stream, item.document.size),
                 **extra,
             )
@@ -348,10 +353,14 @@ class _GuardedReader:
     half-consumed stream).
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], stop: threading.Event | None = None) -> None:
         self._stream = stream
+        self._stop = stop
 
     def read(self, size: int = -1) -> bytes:
+        if self._stop is not None and self._stop.is_set():
+            # Shutting down: abandon the PUT; S3 stores nothing of it.
+            raise ContentReadError("invoicesync is stopping")
         try:
             return self._stream.read(size)
         except Exception as exc:
@@ -367,7 +376,7 @@ class _GuardedReader:
         return True
 
 
-def _seekable(stream: IO[bytes]) -> IO[bytes]:
+def _seekable(stream: IO[bytes], stop: threading.Event) -> IO[bytes]:
     """The stream itself if seekable, else a spooled copy of it.
 
     botocore must rewind the body: over plain HTTP it hashes the payload for
@@ -381,7 +390,7 @@ def _seekable(stream: IO[bytes]) -> IO[bytes]:
     # Not a context manager: it must outlive this function; it holds no
     # resource beyond memory or an unlinked temporary file.
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
-    reader = _GuardedReader(stream)
+    reader = _GuardedReader(stream, stop)
     while chunk := reader.read(_CHUNK):
         spool.write(chunk)
     spool.seek(0)

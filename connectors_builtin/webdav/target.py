@@ -9,6 +9,7 @@ of the same revision finds it and does not upload again, which keeps the ETag
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -230,7 +231,7 @@ class WebDAVTarget(Target[WebDAVOptions]):
             return self._request(
                 "PUT",
                 url,
-                content=_read_chunks(stream),
+                content=_read_chunks(stream, self.context.stop),
                 headers={
                     # An explicit length (not chunked encoding): Nextcloud and
                     # several proxies handle chunked PUT badly, and it lets the
@@ -314,8 +315,12 @@ class WebDAVTarget(Target[WebDAVOptions]):
             time.sleep(0.05)
 
 
-def _read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+def _read_chunks(stream: IO[bytes], stop: threading.Event) -> Iterator[bytes]:
     while True:
+        if stop.is_set():
+            # Abandon the upload cleanly on shutdown: the PUT is cut short and
+            # the temporary file deleted, like any interrupted upload.
+            raise ContentReadError("invoicesync is stopping")
         try:
             chunk = stream.read(_CHUNK)
         except Exception as exc:

@@ -109,6 +109,15 @@ def test_interrupted_upload_is_retried_to_exactly_one_file(
     assert (remote[1] / "big.pdf").read_bytes() == content
 
 
+def test_shutdown_abandons_the_upload(
+    target: RcloneTarget, remote: tuple[str, Path], tmp_path: Path
+) -> None:
+    target.context.stop.set()
+    with pytest.raises(TransientError, match="stopping"):
+        target.export(item(tmp_path, b"%PDF-1.4 stop\n", "stop.pdf"))
+    assert not remote[1].exists() or files(remote[1]) == []
+
+
 @pytest.mark.parametrize("name", ["../x.pdf", "/abs.pdf", "a/../../b.pdf", "c\x00.pdf"])
 def test_hostile_names_are_refused(
     target: RcloneTarget, remote: tuple[str, Path], name: str, tmp_path: Path

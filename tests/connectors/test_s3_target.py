@@ -133,6 +133,26 @@ def test_interrupted_upload_is_retried_to_exactly_one_object(
     assert body.read() == content
 
 
+def test_shutdown_abandons_the_upload(
+    target: S3Target, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    target.context.stop.set()
+    with pytest.raises(TransientError, match="stopping"):
+        target.export(item(tmp_path, b"%PDF-1.4 stop\n", "stop.pdf"))
+    assert keys(s3_server, bucket) == []
+
+
+def test_boto3_missing_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "boto3" else real(name, *a)
+    )
+    with pytest.raises(ValidationError, match=r"pip install 'invoicesync\[s3\]'"):
+        S3Options(bucket="bucket")
+
+
 def test_missing_bucket_is_permanent(s3_server: S3Server, tmp_path: Path) -> None:
     t = make(tmp_path, endpoint_url=s3_server.endpoint_url, bucket="no-such-bucket-here")
     with pytest.raises(PermanentError, match="NoSuchBucket") as caught:

@@ -119,6 +119,15 @@ def test_interrupted_upload_is_retried_to_exactly_one_file(
     assert (folder[1] / "Invoices/big.pdf").read_bytes() == content
 
 
+def test_shutdown_abandons_the_upload(
+    target: WebDAVTarget, folder: tuple[str, Path], tmp_path: Path
+) -> None:
+    target.context.stop.set()
+    with pytest.raises(TransientError, match="stopping"):
+        target.export(item(tmp_path, b"%PDF-1.4 stop\n", "stop.pdf"))
+    assert files(folder[1]) == []
+
+
 def test_wrong_password_is_permanent_and_secret_free(
     webdav_server: WebDAVServer, tmp_path: Path
 ) -> None:
