@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.cutting_proxy import cutting_proxy
 from fixtures.export_items import document, item
 from fixtures.http_faults import (
     FaultServer,
@@ -107,6 +108,46 @@ def test_interrupted_upload_is_retried_to_exactly_one_file(
     target.export(item(tmp_path, content, "big.pdf", doc=doc))
     assert files(remote[1]) == ["big.pdf"]
     assert (remote[1] / "big.pdf").read_bytes() == content
+
+
+def test_connection_dropped_mid_upload_then_retried(
+    rclone_remotes: RcloneRemotes, tmp_path: Path
+) -> None:
+    dav = rclone_remotes.webdav
+    port = int(dav.url.rstrip("/").rsplit(":", 1)[1])
+    name, root = dav.folder()
+    content = os.urandom(2 * 1024 * 1024)
+    doc = document(content)
+    with cutting_proxy(port) as proxy:
+        config = write_config(
+            tmp_path / "proxied.conf",
+            rclone_remotes.program,
+            {
+                "dav": {
+                    "type": "webdav",
+                    "url": f"http://127.0.0.1:{proxy.port}/",
+                    "vendor": "other",
+                    "user": dav.username,
+                    "pass": obscure(rclone_remotes.program, dav.password),
+                }
+            },
+        )
+        # rclone's own low-level retry would resend the PUT and hide the cut.
+        t = make(
+            tmp_path,
+            remote=f"dav:{name}",
+            config=config,
+            extra_args=["--low-level-retries", "1"],
+        )
+        t.check()
+        proxy.arm(cut_after=len(content) // 2)
+        with pytest.raises(TransientError):
+            t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+        assert proxy.cuts == 1, "the proxy must really have cut the upload"
+        assert files(root) == [], "the cut upload must leave no file, temporary or final"
+        t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+    assert files(root) == ["dropped.pdf"]
+    assert (root / "dropped.pdf").read_bytes() == content
 
 
 def test_shutdown_abandons_the_upload(

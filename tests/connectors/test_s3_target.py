@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from fixtures.cutting_proxy import cutting_proxy
 from fixtures.export_items import document, item
 from fixtures.http_faults import (
     FaultServer,
@@ -131,6 +132,25 @@ def test_interrupted_upload_is_retried_to_exactly_one_object(
     assert keys(s3_server, bucket) == ["books/2024/big.pdf"]
     body = s3_server.client().get_object(Bucket=bucket, Key="books/2024/big.pdf")["Body"]
     assert body.read() == content
+
+
+def test_connection_dropped_mid_upload_then_retried(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    port = int(s3_server.endpoint_url.rsplit(":", 1)[1])
+    content = os.urandom(2 * 1024 * 1024)
+    doc = document(content)
+    with cutting_proxy(port) as proxy:
+        t = make(tmp_path, endpoint_url=f"http://127.0.0.1:{proxy.port}", bucket=bucket)
+        proxy.arm(cut_after=len(content) // 2)
+        with pytest.raises(TransientError):
+            t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+        assert proxy.cuts == 1, "the proxy must really have cut the upload"
+        assert keys(s3_server, bucket) == []
+        t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+        t.close()
+    assert keys(s3_server, bucket) == ["dropped.pdf"]
+    assert s3_server.client().get_object(Bucket=bucket, Key="dropped.pdf")["Body"].read() == content
 
 
 def test_shutdown_abandons_the_upload(

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fixtures.cutting_proxy import cutting_proxy
 from fixtures.export_items import document, item
 from fixtures.http_faults import (
     FaultServer,
@@ -117,6 +118,32 @@ def test_interrupted_upload_is_retried_to_exactly_one_file(
     target.export(item(tmp_path, content, "big.pdf", doc=doc))
     assert files(folder[1]) == ["Invoices/big.pdf"]
     assert (folder[1] / "Invoices/big.pdf").read_bytes() == content
+
+
+def test_connection_dropped_mid_upload_then_retried(
+    webdav_server: WebDAVServer, folder: tuple[str, Path], tmp_path: Path
+) -> None:
+    port = int(webdav_server.url.rstrip("/").rsplit(":", 1)[1])
+    content = os.urandom(2 * 1024 * 1024)
+    doc = document(content)
+    with cutting_proxy(port) as proxy:
+        t = make(
+            tmp_path,
+            url=f"http://127.0.0.1:{proxy.port}/",
+            path=folder[0],
+            username=webdav_server.username,
+            password=webdav_server.password,
+            timeout=10,
+        )
+        proxy.arm(cut_after=len(content) // 2)
+        with pytest.raises(TransientError):
+            t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+        assert proxy.cuts == 1, "the proxy must really have cut the upload"
+        assert files(folder[1]) == [], "the cut upload must leave no file, temporary or final"
+        t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+        t.close()
+    assert files(folder[1]) == ["dropped.pdf"]
+    assert (folder[1] / "dropped.pdf").read_bytes() == content
 
 
 def test_shutdown_abandons_the_upload(
