@@ -38,6 +38,8 @@ ENTRY_POINT_GROUP = "invoicesync"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("demo", "invoicesync.connectors_builtin.demo"),
     ("folder", "invoicesync.connectors_builtin.folder"),
+    ("sftp", "invoicesync.connectors_builtin.sftp"),
+    ("email", "invoicesync.connectors_builtin.email"),
     ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
 )
 

@@ -1,0 +1,1 @@
+"""The ``email`` target (placeholder while it is written)."""
