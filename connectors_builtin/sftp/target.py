@@ -285,21 +285,23 @@ class SftpTarget(Target[SftpOptions]):
         o = self.options
         assert o.private_key is not None
         passphrase = (
-            o.private_key_passphrase.get_secret_value() if o.private_key_passphrase else None
+            o.private_key_passphrase.get_secret_value().encode()
+            if o.private_key_passphrase
+            else None
         )
         try:
             return pm.PKey.from_path(o.private_key, passphrase=passphrase)
-        except pm.PasswordRequiredException:
-            raise SftpAccessError(
-                f"private_key {o.private_key} is encrypted: set private_key_passphrase"
-            ) from None
         except OSError as exc:
             raise SftpAccessError(
                 f"cannot read private_key {o.private_key}: {exc.strerror or exc}"
             ) from None
-        except (pm.SSHException, ValueError) as exc:
-            # Wrong passphrase, unsupported or corrupt key. paramiko's text
-            # never contains the passphrase.
+        except (pm.SSHException, ValueError, TypeError) as exc:
+            # Wrong or missing passphrase, unsupported or corrupt key.
+            # paramiko's and cryptography's texts never contain the passphrase.
+            if passphrase is None and "password" in str(exc).lower():
+                raise SftpAccessError(
+                    f"private_key {o.private_key} is encrypted: set private_key_passphrase"
+                ) from None
             raise SftpAccessError(
                 f"cannot load private_key {o.private_key} (wrong passphrase or "
                 f"unsupported key format): {exc}"
@@ -427,9 +429,12 @@ class SftpTarget(Target[SftpOptions]):
             self._makedirs(sftp, posixpath.dirname(folder))
             try:
                 sftp.mkdir(folder)
-            except OSError:
+            except OSError as mkdir_error:
                 # Another writer may have created it meanwhile; only then go on.
-                attrs = sftp.stat(folder)
+                try:
+                    attrs = sftp.stat(folder)
+                except OSError:
+                    raise mkdir_error from None
                 if not stat.S_ISDIR(attrs.st_mode or 0):
                     raise
         else:
