@@ -68,7 +68,8 @@ class ConnectorContext:
     ``now`` is the evaluation clock (``--now`` on the command line).
     ``stop`` is set when the daemon is shutting down: long transfers should
     check it between chunks and raise :class:`~invoicesync.plugins.TransientError`
-    to abandon cleanly.
+    to abandon cleanly. ``dry_run`` is true under ``sync --dry-run``: a source
+    must then leave the remote side untouched (no flagging or moving mails).
     """
 
     id: str
@@ -76,6 +77,7 @@ class ConnectorContext:
     logger: Any = None
     now: Callable[[], datetime] = _utcnow
     stop: threading.Event = field(default_factory=threading.Event)
+    dry_run: bool = False
 
 
 class _Connector(ABC, Generic[OptionsT]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -77,6 +78,8 @@ class Evaluator:
         return None
 
 
-def compile_restrictions(config: RestrictionsConfig | None, tz: ZoneInfo) -> Evaluator:
+def compile_restrictions(
+    config: RestrictionsConfig | None, tz: ZoneInfo, checks: dict[str, Any] | None = None
+) -> Evaluator:
     """Build the evaluator for one account (validation already happened in the config)."""
     return Evaluator(config, tz)
