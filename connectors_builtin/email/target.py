@@ -25,6 +25,7 @@ account, not of the document -- see the sftp target for the same reasoning).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.policy
 import email.utils
@@ -32,6 +33,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import secrets
 import smtplib
 import socket
 import ssl
@@ -311,6 +313,27 @@ class EmailTarget(Target[EmailOptions]):
         )
         return msg
 
+    def message_bytes(self, item: ExportItem, content: bytes) -> bytes:
+        """The mail as sent: :meth:`build_message`, serialised with CRLF line ends.
+
+        The stdlib email generator re-splits and re-joins every line of the
+        base64 attachment, which costs more than the whole SMTP exchange on a
+        fast link (about 18 ms for 50 KB). So the attachment part is built
+        with a random placeholder payload, the message serialised, and the
+        placeholder replaced by the base64 text computed in C. Headers and
+        MIME structure stay the email package's work.
+        """
+        msg = self.build_message(item, b"")
+        placeholder = f"invoicesync-attachment-{secrets.token_hex(16)}"
+        attachment = next(iter(msg.iter_attachments()))
+        attachment.set_payload(placeholder + "\n")
+        head = msg.as_bytes()
+        token = placeholder.encode("ascii")
+        if head.count(token) != 1:  # pragma: no cover - a 128-bit random token
+            return self.build_message(item, content).as_bytes()
+        encoded = base64.encodebytes(content).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+        return head.replace(token, encoded, 1)
+
     def message_id(self, item: ExportItem) -> str:
         """The Message-ID of this revision in this account (the remote reference)."""
         return message_id(self.id, item.document.id, item.document.sha256)
@@ -328,7 +351,7 @@ class EmailTarget(Target[EmailOptions]):
             if mid in self._sent:
                 return ExportResult(remote_ref=mid)
             content = self._read(item, limit)
-            data = self.build_message(item, content).as_bytes()
+            data = self.message_bytes(item, content)
             smtp = self._ready()
             try:
                 refused = smtp.sendmail(self._envelope_from(), self._recipients(), data)
@@ -397,6 +420,10 @@ class EmailTarget(Target[EmailOptions]):
                 smtp = smtplib.SMTP(
                     o.host, o.effective_port, local_hostname=helo, timeout=o.timeout
                 )
+            # Nagle's algorithm plus the server's delayed ACK stalls each SMTP
+            # command/reply exchange by up to 40 ms; mails are many small writes.
+            if smtp.sock is not None:
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo()
             if o.security == "starttls":
                 if not smtp.has_extn("starttls"):

@@ -329,9 +329,11 @@ class SftpTarget(Target[SftpOptions]):
         client.set_missing_host_key_policy(_RefuseUnknownHost())
         pkey = self._load_key(pm) if o.private_key is not None else None
         try:
+            sock = _open_socket(o.host, o.port, o.timeout)
             client.connect(
                 hostname=o.host,
                 port=o.port,
+                sock=sock,
                 username=o.username,
                 password=o.password.get_secret_value() if o.password else None,
                 pkey=pkey,
@@ -512,6 +514,18 @@ class SftpTarget(Target[SftpOptions]):
             except Exception:
                 continue
             self._stale.discard(temp)
+
+
+def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A connected TCP socket with Nagle's algorithm off.
+
+    SFTP sends many small requests and waits for each reply; with Nagle on,
+    every exchange can stall on the peer's delayed ACK (40 ms on Linux), which
+    made uploads of small files about 20 times slower.
+    """
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _read(source: IO[bytes]) -> bytes:
