@@ -296,6 +296,7 @@ class EmailTarget(Target[EmailOptions]):
     def build_message(self, item: ExportItem, content: bytes) -> EmailMessage:
         """The mail for one document (exposed for tests and previews)."""
         values = document_values(item.document, item.remote_name, self.id)
+        values["attachment"] = self.sanitize_component(values["attachment"])
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["From"] = self.options.from_
         msg["To"] = ", ".join(self.options.to)
@@ -304,12 +305,18 @@ class EmailTarget(Target[EmailOptions]):
         msg["Subject"] = header_safe(self._subject.render(values))
         msg["Date"] = email.utils.formatdate(usegmt=True)
         msg["Message-ID"] = self.message_id(item)
+        # The full remote name, for receivers that sort by it (and for tests);
+        # the attachment itself only carries the last component.
+        msg["X-Invoicesync-Name"] = header_safe(item.remote_name)
         msg.set_content(self._body.render(values))
         maintype, _, subtype = (item.document.media_type or "").partition("/")
         if not maintype or not subtype:
             maintype, subtype = "application", "octet-stream"
         msg.add_attachment(
-            content, maintype=maintype, subtype=subtype, filename=values["attachment"]
+            content,
+            maintype=maintype,
+            subtype=subtype,
+            filename=values["attachment"],
         )
         return msg
 
@@ -384,8 +391,14 @@ class EmailTarget(Target[EmailOptions]):
 
     def _read(self, item: ExportItem, limit: int) -> bytes:
         try:
+            chunks: list[bytes] = []
+            total = 0
             with item.open() as source:
-                content = source.read(limit + 1)
+                # Loop: a raw stream may return short reads before the end.
+                while total <= limit and (chunk := source.read(min(1 << 20, limit + 1 - total))):
+                    chunks.append(chunk)
+                    total += len(chunk)
+            content = b"".join(chunks)
         except Exception as exc:
             raise TransientError(
                 f"reading the content of {item.document.id} failed: {exc}"

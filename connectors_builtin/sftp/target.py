@@ -213,10 +213,18 @@ class SftpTarget(Target[SftpOptions]):
 
     def remote_path(self, remote_name: str) -> str:
         """The full remote path a remote name is written to (the remote reference)."""
-        parts = remote_name.split("/")
-        for part in parts:
-            if part in ("", ".", "..") or "\x00" in part:
+        # The engine hands over sanitised names; this is defence in depth
+        # against a bug or a plugin: nothing may leave the root, and what the
+        # server would refuse anyway (over-long names) is refused for good here
+        # instead of failing as a retryable server error.
+        for part in remote_name.split("/"):
+            if part in ("", ".", "..") or _CONTROL.search(part) or "\\" in part:
                 raise PermanentError(f"refusing unsafe remote name {remote_name!r}")
+            if len(part.encode("utf-8")) > _NAME_MAX:
+                raise PermanentError(
+                    f"refusing remote name {remote_name[:80]!r}...: a component is longer "
+                    f"than {_NAME_MAX} bytes"
+                )
         if self._root == ".":
             return remote_name
         return posixpath.join(self._root, remote_name)

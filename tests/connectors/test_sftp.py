@@ -283,12 +283,23 @@ def test_a_file_where_a_folder_should_be_is_permanent(sshd: SshServer, tmp_path:
 
 
 @pytest.mark.parametrize(
-    "name", ["../escape.pdf", "a/../../escape.pdf", "/etc/passwd", "a//b", "."]
+    "name",
+    [
+        "../escape.pdf",
+        "a/../../escape.pdf",
+        "/etc/passwd",
+        "a//b",
+        ".",
+        "..\\escape.pdf",
+        "new\nline.pdf",
+        "x" * 256 + ".pdf",
+    ],
 )
 def test_hostile_names_are_refused(sshd: SshServer, tmp_path: Path, name: str) -> None:
     target = make_target(sshd, tmp_path)
-    with pytest.raises(PermanentError, match="unsafe remote name"):
+    with pytest.raises(PermanentError, match="refusing"):
         target.export(make_item(tmp_path, b"x", remote_name=name))
+    assert not (tmp_path / "remote").exists() or listing(tmp_path / "remote") == []
     assert not (tmp_path / "escape.pdf").exists()
 
 
