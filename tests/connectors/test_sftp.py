@@ -7,6 +7,7 @@ import re
 import shlex
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -391,3 +392,27 @@ def test_portable_names(sshd: SshServer, tmp_path: Path) -> None:
     assert portable.sanitize_component('a:b?<x>|"y".pdf ') == "a_b__x___y_.pdf"
     assert portable.sanitize_component("trailing. ") == "trailing"
     assert re.fullmatch(r"_", portable.sanitize_component("..."))
+
+
+def test_registered_and_paramiko_imported_lazily() -> None:
+    code = (
+        "import sys\n"
+        "from invoicesync.plugins.manager import load_plugins\n"
+        "r = load_plugins(entry_points=False)\n"
+        "print(r.targets['sftp'].__name__, r.targets['email'].__name__)\n"
+        "print('paramiko' in sys.modules)\n"
+        "sys.modules['paramiko'] = None  # as if it were not installed\n"
+        "from invoicesync.connectors_builtin.sftp.target import _paramiko\n"
+        "try:\n"
+        "    _paramiko()\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == [
+        "SftpTarget EmailTarget",
+        "False",
+        "ConfigurationError the sftp target needs paramiko: pip install 'invoicesync[sftp]'",
+    ]
