@@ -48,6 +48,8 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("webdav", "invoicesync.connectors_builtin.webdav"),
     ("s3", "invoicesync.connectors_builtin.s3"),
     ("rclone", "invoicesync.connectors_builtin.rclone"),
+    ("sftp", "invoicesync.connectors_builtin.sftp"),
+    ("email", "invoicesync.connectors_builtin.email"),
     ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
 )
 
