@@ -1,0 +1,1 @@
+"""Connector conformance suite (pytest plugin)."""
