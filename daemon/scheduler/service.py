@@ -185,7 +185,9 @@ class Daemon:
                 executor="watchdog",
                 next_run_time=datetime.now(config.tz),
             )
-        self.scheduler.start()
+        # Paused until READY=1 is out, so that systemd hears READY before any
+        # job's STATUS or the first WATCHDOG ping.
+        self.scheduler.start(paused=True)
         self.publish_schedule()
         self.log.info(
             "daemon.started",
@@ -199,6 +201,8 @@ class Daemon:
             watchdog_s=interval,
         )
         self.notifier.ready(self._status_line())
+        self.scheduler.resume()
+        self._catch_up("start")
         signum = None
         while signum not in (signal.SIGTERM, signal.SIGINT):
             signum = self.inbox.wait()
@@ -276,6 +280,18 @@ class Daemon:
             self._specs[job_id] = spec
         return changes
 
+    def _catch_up(self, reason: str) -> None:
+        """Run every ``after_import`` account once now.
+
+        Their runs are otherwise started only by imports that change
+        something, so without this, work left over from before -- a document
+        abandoned at the last shutdown, documents a reload's wider
+        restrictions now admit -- would wait for the next new document.
+        """
+        for account in self.runtime.config.exports:
+            if account.schedule is not None and account.schedule.after_import:
+                self.jobs.request_export(account.id, reason)
+
     def _on_scheduler_event(self, event: JobEvent) -> None:
         job_id = event.job_id
         if event.code == EVENT_JOB_MAX_INSTANCES:
@@ -336,6 +352,7 @@ class Daemon:
         if loaded.config.daemon.workers != old.config.daemon.workers:
             restart_needed.append("daemon.workers")
         self.publish_schedule()
+        self._catch_up("reload")
         self.log.info(
             "daemon.reloaded",
             config=str(path),
