@@ -335,6 +335,9 @@ class Daemon:
         except ConfigurationError as exc:
             self._invalid(path, [str(exc)])
             return False
+        except Exception as exc:  # e.g. the new database is unreachable: keep running
+            self._invalid(path, [f"{type(exc).__name__}: {exc}"])
+            return False
         old = self.runtime
         register_secrets(loaded.secrets)
         log_cfg = loaded.config.log
