@@ -61,7 +61,7 @@ def account(
     }
 
 
-def wait_files(d: DaemonProcess, folder: Path, names: set[str], timeout: float = 15) -> None:
+def wait_files(d: DaemonProcess, folder: Path, names: set[str], timeout: float = 45) -> None:
     def present(_events: Any) -> bool:
         return folder.is_dir() and names <= {p.name for p in folder.iterdir()}
 
@@ -119,7 +119,7 @@ def test_dropped_documents_reach_the_targets(
     assert code == 0
     assert d.named("daemon.stopped")[-1]["clean"] is True
     d.check_logs()
-    assert status(daemon_env, cfg)["poll"]["daemon_running"] is False
+    assert not (tmp_path / "state" / "daemon-schedule.json").exists()
 
 
 def test_sighup_reschedules_and_survives_a_broken_file(tmp_path: Path, start_daemon: Start) -> None:
@@ -165,8 +165,8 @@ def test_sigterm_mid_export_exits_in_grace_and_restart_completes(
     (inbox / "small-1.pdf").write_bytes(b"one")
     (inbox / "small-2.pdf").write_bytes(b"two")
     out = tmp_path / "slow"
-    # 48 chunks of 64 KiB, 50 ms apart: about 2.4 s for the big document.
-    cfg = config(tmp_path, [account("slow", "slow", chunk=65536, delay=0.05)])
+    # 48 chunks of 64 KiB, 100 ms apart: about 5 s for the big document.
+    cfg = config(tmp_path, [account("slow", "slow", chunk=65536, delay=0.1)])
     d1 = start_daemon(cfg)
     d1.wait_for(
         lambda _e: (out / ".writing").exists() and (out / ".writing").read_text() == "big.pdf",
@@ -206,13 +206,14 @@ def test_grace_period_bounds_a_connector_that_ignores_stop(
     inbox.mkdir()
     (inbox / "big.pdf").write_bytes(os.urandom(2 * 1024 * 1024))
     out = tmp_path / "slow"
-    stuck = account("slow", "slow", chunk=65536, delay=0.2, ignore_stop=True)  # ~6 s
+    stuck = account("slow", "slow", chunk=65536, delay=0.5, ignore_stop=True)  # ~16 s
     cfg = config(tmp_path, [stuck], grace_period="1s")
     d1 = start_daemon(cfg)
     d1.wait_for(lambda _e: (out / ".writing").exists(), what="the export to start")
     code, took = d1.stop()
     assert code == 0
-    assert took < 4, f"exit took {took:.1f}s with a 1s grace period"
+    # Well before the stuck export would have ended by itself.
+    assert took < 8, f"exit took {took:.1f}s with a 1s grace period"
     stopped = d1.named("daemon.stopped")[-1]
     assert stopped["clean"] is False and stopped["abandoned"] == ["export:slow"]
     d1.check_logs()
