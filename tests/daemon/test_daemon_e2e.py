@@ -123,18 +123,24 @@ def test_dropped_documents_reach_the_targets(
 
 
 def test_sighup_reschedules_and_survives_a_broken_file(tmp_path: Path, start_daemon: Start) -> None:
-    exports = [account("out")]
-    cfg = config(tmp_path, exports, every="1h")
+    hourly = {"every": "1h"}
+    cfg = config(tmp_path, [account("out"), account("old", schedule=hourly)], every="1h")
     d = start_daemon(cfg)
-    d.wait_event("import.finished")  # the start-up run; the next would be in an hour
+    # The start-up runs; the next ones would be in an hour.
+    d.wait_event("import.finished")
+    d.wait_event("export.finished", account="old")
 
-    config(tmp_path, exports, every="1s")
+    new_exports = [account("out"), account("new", schedule={"every": "1s"})]
+    config(tmp_path, new_exports, every="1s")
     d.signal(signal.SIGHUP)
     reloaded = d.wait_event("daemon.reloaded")
     assert reloaded["rescheduled"] == ["import:inbox"]
-    assert reloaded["added"] == [] and reloaded["removed"] == []
+    assert reloaded["added"] == ["export:new"]
+    assert reloaded["removed"] == ["export:old"]
     (tmp_path / "inbox" / "a.pdf").write_bytes(b"A")
     wait_files(d, tmp_path / "out", {"a.pdf"})
+    wait_files(d, tmp_path / "new", {"a.pdf"})
+    assert not (tmp_path / "old" / "a.pdf").exists()  # its job is gone
 
     good = cfg.read_text()
     cfg.write_text(good.replace('"every": "1s"', '"every": "soon"'))
