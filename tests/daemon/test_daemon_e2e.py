@@ -107,6 +107,17 @@ def test_dropped_documents_reach_the_targets(
         assert (tmp_path / "follow" / name).read_bytes() == data
         assert (tmp_path / "poll" / name).read_bytes() == data
 
+    # The ledger commits right after the file lands: wait for the log line.
+    d.wait_for(
+        lambda _e: (
+            exported_per_document(d, account_id="follow")
+            == {
+                "inbox/inv-1.pdf": 1,
+                "inbox/inv-2.pdf": 1,
+            }
+        ),
+        what="both documents logged as exported",
+    )
     rows = status(daemon_env, cfg)
     assert rows["follow"]["exported"] == 2 and rows["follow"]["pending"] == 0
     assert rows["follow"]["daemon_running"] is True
