@@ -175,6 +175,7 @@ class FolderTarget(Target[FolderTargetOptions]):
     type_name = "folder"
     Options = FolderTargetOptions
     description = "A local folder (atomic writes, optional JSON sidecars)"
+    _resolved_root: str | None = None
 
     # -- connector API ----------------------------------------------------------
 
@@ -225,8 +226,7 @@ class FolderTarget(Target[FolderTargetOptions]):
             raise PermanentError(
                 f"refusing remote name {item.remote_name!r}: too long to add a .json sidecar"
             )
-        root = self._root(error=TransientError)
-        dir_fd = self._open_parent(root, parts[:-1], item.remote_name)
+        dir_fd = self._open_parent(self._cached_root(), parts[:-1], item.remote_name)
         try:
             self._write_atomic(dir_fd, parts[-1], item.open)
             if self.options.sidecar:
@@ -242,6 +242,17 @@ class FolderTarget(Target[FolderTargetOptions]):
         return ExportResult(remote_ref="/".join(parts))
 
     # -- helpers ----------------------------------------------------------------
+
+    def _cached_root(self) -> str:
+        """The root as :meth:`_root` made it, checked once per target instance.
+
+        A later export that finds the root gone (an unmounted share) calls
+        :meth:`_root` again, which recreates it or fails as before.
+        """
+        root = self._resolved_root
+        if root is None or not os.path.isdir(root):
+            root = self._resolved_root = self._root(error=TransientError)
+        return root
 
     def _root(self, *, error: type[ConnectorError]) -> str:
         """The resolved root folder, created if missing; stale temp files removed once."""
@@ -272,6 +283,16 @@ class FolderTarget(Target[FolderTargetOptions]):
         current = root
         try:
             for name in folders:
+                # Usually the folder exists already: try opening it before
+                # creating it (one system call instead of two per component).
+                try:
+                    next_fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError:
+                    pass  # missing, a link or a file: the careful path below
+                else:
+                    os.close(fd)
+                    fd, current = next_fd, os.path.join(current, name)
+                    continue
                 try:
                     os.mkdir(name, 0o777, dir_fd=fd)
                     if self.options.fsync:

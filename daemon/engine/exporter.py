@@ -10,7 +10,6 @@ retried with exponential back-off and jitter; permanent ones are rejected.
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
 import time
@@ -179,13 +178,17 @@ class _AccountRun:
             sanitize_component(self.target.sanitize_component(part)) for part in rendered.split("/")
         )
 
+    @staticmethod
+    def name_choices(document: Document, base: str) -> Iterator[str]:
+        """``base``, then ``base`` with ``_{sha8}``, then ``_{sha8}-2`` ... ``-99``."""
+        yield base
+        yield with_suffix_before_extension(base, f"_{document.sha8}")
+        for n in range(2, 100):
+            yield with_suffix_before_extension(base, f"_{document.sha8}-{n}")
+
     def free_name(self, document: Document, base: str) -> str:
-        """``base``, or ``base`` with ``_{sha8}`` (then ``-2``...) when held by another."""
-        suffixes = itertools.chain(
-            [""], [f"_{document.sha8}"], (f"_{document.sha8}-{n}" for n in range(2, 100))
-        )
-        for suffix in suffixes:
-            name = with_suffix_before_extension(base, suffix) if suffix else base
+        """The first of :meth:`name_choices` no other document holds (dry runs)."""
+        for name in self.name_choices(document, base):
             holder = self.rt.ledger.name_holder(self.account.id, name)
             if holder in (None, document.id) and (name not in self.planned_names):
                 return name
@@ -219,18 +222,32 @@ class _AccountRun:
 
     def reserve(self, candidate: Candidate) -> str:
         document = candidate.document
-        base = candidate.remote_name or self.fresh_name(document)
         for _ in range(5):
-            name = base if candidate.remote_name else self.free_name(document, base)
             try:
-                self.rt.ledger.reserve(
+                if candidate.remote_name:
+                    # The document keeps the name it already holds here.
+                    self.rt.ledger.reserve(
+                        self.account.id,
+                        document.id,
+                        document.revision,
+                        document.sha256,
+                        candidate.remote_name,
+                        self.rt.clock.now(),
+                    )
+                    return candidate.remote_name
+                base = self.fresh_name(document)
+                # Finding a free name and recording the intent is one
+                # transaction (it was a read per name tried plus a write).
+                name = self.rt.ledger.reserve_free(
                     self.account.id,
                     document.id,
                     document.revision,
                     document.sha256,
-                    name,
+                    self.name_choices(document, base),
                     self.rt.clock.now(),
                 )
+                if name is None:
+                    raise PermanentError(f"no free remote name near {base!r}")
                 return name
             except NameTaken:
                 # Another worker took the name between our check and our insert.

@@ -79,8 +79,7 @@ class BlobStore:
             if target.exists():
                 os.unlink(tmp_name)
             else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_name, target)
+                _replace_making_parent(tmp_name, target)
             return sha, size
         except BaseException:
             if os.path.exists(tmp_name):
@@ -89,14 +88,13 @@ class BlobStore:
 
     def _store(self, sha: str, data: bytes) -> None:
         target = self.path(sha)
-        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp_name, target)
+            _replace_making_parent(tmp_name, target)
         except BaseException:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
@@ -112,3 +110,18 @@ class BlobStore:
                     leftover.unlink()
             except OSError:
                 pass
+
+
+def _replace_making_parent(tmp_name: str, target: Path) -> None:
+    """Rename ``tmp_name`` to ``target``, creating its folder only if missing.
+
+    Once the 65,536 fan-out folders exist, the rename alone suffices: trying
+    it first saves a mkdir and a stat per blob.
+    """
+    try:
+        os.replace(tmp_name, target)
+    except FileNotFoundError:
+        if not os.path.exists(tmp_name):
+            raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_name, target)

@@ -39,6 +39,13 @@ _UPDATE = (
         }
     )
 )
+_INSERT_REVISION = document_revisions.insert()
+_UPDATE_CURSOR = (
+    source_cursors.update()
+    .where(source_cursors.c.source == sa.bindparam("src"))
+    .values(cursor=sa.bindparam("cursor"), updated_at=sa.bindparam("updated_at"))
+)
+_INSERT_CURSOR = source_cursors.insert()
 
 
 class ImportStatus(StrEnum):
@@ -143,14 +150,10 @@ class Catalog:
         self, conn: sa.Connection, source_id: str, cursor: str | None, now: datetime
     ) -> None:
         updated = conn.execute(
-            source_cursors.update()
-            .where(source_cursors.c.source == source_id)
-            .values(cursor=cursor, updated_at=now)
+            _UPDATE_CURSOR, {"src": source_id, "cursor": cursor, "updated_at": now}
         )
         if updated.rowcount == 0:
-            conn.execute(
-                source_cursors.insert().values(source=source_id, cursor=cursor, updated_at=now)
-            )
+            conn.execute(_INSERT_CURSOR, {"source": source_id, "cursor": cursor, "updated_at": now})
 
     def store(self, source_id: str, item: SourceDocument, now: datetime) -> ImportOutcome:
         """Add or update one document (and save its checkpoint) in one transaction."""
@@ -244,7 +247,7 @@ class Catalog:
         now: datetime,
     ) -> None:
         conn.execute(
-            document_revisions.insert(),
+            _INSERT_REVISION,
             dict(
                 document_id=doc_id,
                 revision=revision,

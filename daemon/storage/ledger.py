@@ -10,7 +10,7 @@ ledger and the target agree again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +18,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 
 from .schema import documents, ledger
+from .types import UTCDateTime
 
 _WHERE_ROW = sa.and_(
     ledger.c.account == sa.bindparam("acc"), ledger.c.document_id == sa.bindparam("doc")
@@ -58,6 +59,26 @@ class LedgerEntry:
     first_exported_at: datetime | None
     exported_at: datetime | None
     updated_at: datetime
+
+
+# Statements built once with their values as execution parameters: SQLAlchemy
+# then compiles each once per process instead of once per document.
+_AT = sa.bindparam("at", type_=UTCDateTime)
+_MARK_EXPORTED = (
+    ledger.update()
+    .where(_WHERE_ROW)
+    .values(
+        state=LedgerState.EXPORTED.value,
+        remote_ref=sa.bindparam("ref"),
+        exported_sha256=sa.bindparam("exported"),
+        attempts=0,
+        last_error=None,
+        next_attempt_at=None,
+        exported_at=_AT,
+        first_exported_at=sa.func.coalesce(ledger.c.first_exported_at, _AT),
+        updated_at=_AT,
+    )
+)
 
 
 def _entry(row: sa.Row[tuple[object, ...]]) -> LedgerEntry:
@@ -127,24 +148,63 @@ class Ledger:
         except sa.exc.IntegrityError as exc:
             raise NameTaken(remote_name) from exc
 
+    def reserve_free(
+        self,
+        account: str,
+        document_id: str,
+        revision: int,
+        sha256: str,
+        names: Iterable[str],
+        now: datetime,
+    ) -> str | None:
+        """Reserve the first of ``names`` that no other document holds; return it.
+
+        The same as :meth:`name_holder` for each name, then :meth:`reserve` of
+        the first free one, but in one transaction (one round trip to the pool
+        and one commit per document instead of two). Returns None when every
+        name is held by another document; raises NameTaken when a concurrent
+        writer took the chosen name between the check and the write (the
+        unique constraint still decides, as with :meth:`reserve`).
+        """
+        params = dict(
+            state=LedgerState.EXPORTING.value,
+            revision=revision,
+            sha256=sha256,
+            updated_at=now,
+        )
+        try:
+            with self.engine.begin() as conn:
+                for name in names:
+                    holder = conn.execute(
+                        _NAME_HOLDER, {"acc": account, "name": name}
+                    ).scalar_one_or_none()
+                    if holder not in (None, document_id):
+                        continue
+                    row = {**params, "remote_name": name}
+                    updated = conn.execute(_RESERVE, {"acc": account, "doc": document_id, **row})
+                    if updated.rowcount == 0:
+                        conn.execute(
+                            _INSERT,
+                            dict(account=account, document_id=document_id, attempts=0, **row),
+                        )
+                    return name
+        except sa.exc.IntegrityError as exc:
+            raise NameTaken(document_id) from exc
+        return None
+
     def mark_exported(
         self, account: str, document_id: str, sha256: str, remote_ref: str, now: datetime
     ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                ledger.update()
-                .where(ledger.c.account == account, ledger.c.document_id == document_id)
-                .values(
-                    state=LedgerState.EXPORTED.value,
-                    remote_ref=remote_ref,
-                    exported_sha256=sha256,
-                    attempts=0,
-                    last_error=None,
-                    next_attempt_at=None,
-                    exported_at=now,
-                    first_exported_at=sa.func.coalesce(ledger.c.first_exported_at, now),
-                    updated_at=now,
-                )
+                _MARK_EXPORTED,
+                {
+                    "acc": account,
+                    "doc": document_id,
+                    "ref": remote_ref,
+                    "exported": sha256,
+                    "at": now,
+                },
             )
 
     def mark_failed(
