@@ -19,6 +19,8 @@ runs the installed ``invoicesync`` as a subprocess under ``/usr/bin/time -v``:
 ``--single`` replaces steps 1 and 2 by one ``sync`` (what a user runs).
 ``--demo`` uses the built-in ``demo`` source with ``count: N`` instead of
 generated files (the "demo -> folder" figure of the foundation issue).
+``--concurrency N`` sets the export account's ``concurrency`` (documents
+exported in parallel threads, so their fsyncs overlap).
 
 Each run prints one markdown table row: N, source, phase, wall time (s),
 documents per second, CPU time (user + system, s) and peak resident memory
@@ -120,7 +122,7 @@ def generate_folder(root: Path, count: int, sidecar_share: float, seed: int = 7)
     return sidecars
 
 
-def write_config(work: Path, demo: int | None) -> Path:
+def write_config(work: Path, demo: int | None, concurrency: int = 1) -> Path:
     if demo is None:
         source = (
             "  - id: inbox\n"
@@ -151,6 +153,7 @@ def write_config(work: Path, demo: int | None) -> Path:
         # {filename} is unique per generated file; the default template would
         # give the 75 % without sidecars all one name plus _{sha8}.
         '    filename: "{company}/{document_date:%Y}/{filename}.{ext}"\n'
+        f"    concurrency: {concurrency}\n"
         "    options: {path: ./export}\n"
     )
     if demo is not None:
@@ -259,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.25,
         help="share of generated files with a JSON sidecar (default 0.25)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="the export account's `concurrency` (documents exported in parallel; default 1)",
+    )
     parser.add_argument("--workdir", type=Path, help="parent of the temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--profile", type=Path, help="profile each phase into this folder")
@@ -284,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         source = "demo" if args.demo else "folder"
+        if args.concurrency > 1:
+            source += f", concurrency {args.concurrency}"
         if not args.demo:
             start = time.perf_counter()
             sidecars = generate_folder(work / "inbox", args.count, args.sidecars)
@@ -292,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"in {time.perf_counter() - start:.1f} s",
                 flush=True,
             )
-        config = write_config(work, args.count if args.demo else None)
+        config = write_config(work, args.count if args.demo else None, args.concurrency)
         phases: list[tuple[str, list[str]]] = (
             [("sync", ["sync"])]
             if args.single
