@@ -68,7 +68,8 @@ class ConnectorContext:
     ``now`` is the evaluation clock (``--now`` on the command line).
     ``stop`` is set when the daemon is shutting down: long transfers should
     check it between chunks and raise :class:`~invoicesync.plugins.TransientError`
-    to abandon cleanly.
+    to abandon cleanly. ``dry_run`` is true under ``sync --dry-run``: a source
+    must then leave the remote side untouched (no flagging or moving mails).
     """
 
     id: str
@@ -76,6 +77,7 @@ class ConnectorContext:
     logger: Any = None
     now: Callable[[], datetime] = _utcnow
     stop: threading.Event = field(default_factory=threading.Event)
+    dry_run: bool = False
 
 
 class _Connector(ABC, Generic[OptionsT]):
@@ -121,6 +123,12 @@ class Source(_Connector[OptionsT]):
         connection; the documents stored so far stay stored. Yield a
         :class:`SkippedDocument` for one that cannot be imported (bad sidecar)
         instead of raising, so the others still import.
+
+        The engine commits each yielded document (with its checkpoint) to the
+        catalog before it resumes the generator, so code after a ``yield`` may
+        rely on that document being stored -- e.g. to flag or move the mail
+        it came from. If the engine abandons the fetch it closes the generator
+        (``GeneratorExit`` at the ``yield``) without committing that document.
         """
 
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
+import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +27,7 @@ from . import hookspecs
 from .checks import AttributeCheck
 from .connectors import Source, Target
 from .errors import PluginError
+from .models import Document
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -38,6 +43,13 @@ ENTRY_POINT_GROUP = "invoicesync"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("demo", "invoicesync.connectors_builtin.demo"),
     ("folder", "invoicesync.connectors_builtin.folder"),
+    ("imap", "invoicesync.connectors_builtin.imap"),
+    ("http_portal", "invoicesync.connectors_builtin.http_portal"),
+    ("webdav", "invoicesync.connectors_builtin.webdav"),
+    ("s3", "invoicesync.connectors_builtin.s3"),
+    ("rclone", "invoicesync.connectors_builtin.rclone"),
+    ("sftp", "invoicesync.connectors_builtin.sftp"),
+    ("email", "invoicesync.connectors_builtin.email"),
     ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
 )
 
@@ -53,17 +65,24 @@ class PluginInfo:
     sources: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    module: str | None = None
+    """Where the plugin was loaded from: a module, or an entry point's ``module:attr``."""
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``invoicesync plugins --json``."""
         return {
             "name": self.name,
             "version": self.version,
             "builtin": self.builtin,
+            "module": self.module,
             "hooks": self.hooks,
             "sources": self.sources,
             "targets": self.targets,
             "checks": self.checks,
         }
+
+
+Trace = Callable[[str], None]
 
 
 @dataclass
@@ -75,6 +94,7 @@ class PluginRegistry:
     sources: dict[str, type[Source[Any]]]
     targets: dict[str, type[Target[Any]]]
     checks: dict[str, type[AttributeCheck]]
+    trace: Trace | None = None
 
     @property
     def hook(self) -> Any:
@@ -93,6 +113,40 @@ class PluginRegistry:
         except KeyError:
             raise KeyError(_unknown("target", name, self.targets)) from None
 
+    def plugin_of(self, kind: str, type_name: str) -> str | None:
+        """The name of the plugin that registered a source/target type or check key."""
+        table = {"source": "sources", "target": "targets", "check": "checks"}[kind]
+        for info in self.plugins:
+            if type_name in getattr(info, table):
+                return info.name
+        return None
+
+    def notify(
+        self,
+        hook_name: str,
+        on_error: Callable[[str, Exception], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Call an event hook on every plugin, each failure isolated.
+
+        Event hooks must never raise, but a buggy plugin must not stop an
+        import or an export either: a plugin that raises is reported to
+        ``on_error(plugin_name, exception)`` and the other plugins still run.
+        """
+        caller = getattr(self.manager.hook, hook_name)
+        # pluggy calls the last registered implementation first; keep that order.
+        for impl in reversed(caller.get_hookimpls()):
+            plugin_name = self.manager.get_name(impl.plugin) or repr(impl.plugin)
+            if self.trace is not None:
+                self.trace(f"hook {hook_name}({_render_args(kwargs)}) -> {plugin_name}")
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                if self.trace is not None:
+                    self.trace(f"hook {hook_name} in {plugin_name} raised {type(exc).__name__}")
+                if on_error is not None:
+                    on_error(plugin_name, exc)
+
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
     return f"unknown {kind} type {name!r}; installed: {', '.join(sorted(known)) or 'none'}"
@@ -105,33 +159,54 @@ def _allowed_entry_points() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
+def _own_version() -> str | None:
+    try:
+        return importlib.metadata.version("invoicesync")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def load_plugins(
     *,
     builtins: Sequence[tuple[str, str]] = BUILTIN_PLUGINS,
     entry_points: bool = True,
     extra: Sequence[object] = (),
-    trace: Callable[[str], None] | None = None,
+    trace: Trace | None = None,
 ) -> PluginRegistry:
-    """Load and validate the plugin set.
+    """Load and validate the plugin set, all or nothing.
 
     ``extra`` registers further plugin objects (tests use it). ``trace``
-    receives one line per hook call when set (``INVOICESYNC_TRACE_PLUGINS=1``).
+    receives one line per plugin loaded and per hook call when set
+    (``INVOICESYNC_TRACE_PLUGINS=1``). Raises
+    :class:`~invoicesync.plugins.errors.PluginError` naming the plugin at
+    fault; nothing is returned then, so nothing can run half-loaded.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
+    own_version = _own_version()
 
     for name, module_name in builtins:
-        module = importlib.import_module(module_name)
-        _register(pm, module, name, infos, builtin=True, version=None)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"built-in plugin {name!r} failed to import from {module_name!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        _register(pm, module, name, infos, builtin=True, version=own_version, origin=module_name)
+        if trace is not None:
+            trace(f"plugin {name} loaded (built-in, {module_name})")
 
     if entry_points:
         allowed = _allowed_entry_points()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if allowed is not None and ep.name not in allowed:
+                if trace is not None:
+                    trace(f"plugin {ep.name} skipped: not in INVOICESYNC_PLUGINS")
                 continue
             dist = ep.dist
-            label = f"{ep.name} ({dist.name} {dist.version})" if dist else ep.name
+            label = f"{ep.name!r} ({dist.name} {dist.version})" if dist else repr(ep.name)
             try:
                 plugin = ep.load()
             except Exception as exc:
@@ -140,8 +215,16 @@ def load_plugins(
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             _register(
-                pm, plugin, ep.name, infos, builtin=False, version=dist.version if dist else None
+                pm,
+                plugin,
+                ep.name,
+                infos,
+                builtin=False,
+                version=dist.version if dist else None,
+                origin=ep.value,
             )
+            if trace is not None:
+                trace(f"plugin {ep.name} loaded (entry point {ep.value})")
         if allowed:
             missing = allowed - set(infos)
             if missing:
@@ -152,18 +235,21 @@ def load_plugins(
 
     for i, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", None) or f"extra-{i}"
-        _register(pm, plugin, name, infos, builtin=False, version=None)
+        _register(pm, plugin, name, infos, builtin=False, version=None, origin=name)
 
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {pm.get_name(exc.plugin) or exc.plugin!r}: {exc}") from exc
+        known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("invoicesync_")))
+        raise PluginError(
+            f"plugin {pm.get_name(exc.plugin) or exc.plugin!r} is invalid: {exc} "
+            f"(the hooks are: {known})"
+        ) from exc
 
+    registry = PluginRegistry(pm, list(infos.values()), {}, {}, {}, trace=trace)
+    _collect(pm, registry, infos, trace)
     if trace is not None:
         _install_tracing(pm, trace)
-
-    registry = PluginRegistry(pm, list(infos.values()), {}, {}, {})
-    _collect(pm, registry, infos)
     return registry
 
 
@@ -175,72 +261,137 @@ def _register(
     *,
     builtin: bool,
     version: str | None,
+    origin: str | None,
 ) -> None:
     if name in infos:
-        raise PluginError(f"two plugins are named {name!r}; uninstall one of them")
+        raise PluginError(
+            f"two plugins are named {name!r} ({infos[name].module} and {origin}); "
+            "uninstall one of them"
+        )
     try:
         pm.register(plugin, name=name)
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
     hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-    infos[name] = PluginInfo(name=name, version=version, builtin=builtin, hooks=hooks)
+    infos[name] = PluginInfo(
+        name=name, version=version, builtin=builtin, hooks=hooks, module=origin
+    )
+
+
+# What users write as ``type:`` must be easy to type and safe in logs and paths.
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
 def _collect(
-    pm: pluggy.PluginManager, registry: PluginRegistry, infos: dict[str, PluginInfo]
+    pm: pluggy.PluginManager,
+    registry: PluginRegistry,
+    infos: dict[str, PluginInfo],
+    trace: Trace | None,
 ) -> None:
     """Ask every plugin for its types, naming the plugin in any conflict."""
-    kinds: list[tuple[str, str, dict[str, Any], str]] = [
-        ("invoicesync_register_sources", "sources", registry.sources, "type_name"),
-        ("invoicesync_register_targets", "targets", registry.targets, "type_name"),
-        ("invoicesync_register_checks", "checks", registry.checks, "key"),
+    kinds: list[tuple[str, str, dict[str, Any], str, type]] = [
+        ("invoicesync_register_sources", "sources", registry.sources, "type_name", Source),
+        ("invoicesync_register_targets", "targets", registry.targets, "type_name", Target),
+        ("invoicesync_register_checks", "checks", registry.checks, "key", AttributeCheck),
     ]
     owners: dict[tuple[str, str], str] = {}
-    for hook_name, attr, table, key_attr in kinds:
+    for hook_name, attr, table, key_attr, base in kinds:
         caller = getattr(pm.hook, hook_name)
+        # Registration order (built-ins first), so a conflict names the newcomer.
         for impl in caller.get_hookimpls():
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+            where = f"plugin {plugin_name!r} ({hook_name})"
             try:
-                provided = impl.function() or []
+                provided = impl.function()
             except Exception as exc:
-                raise PluginError(
-                    f"plugin {plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise PluginError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+            if provided is None:
+                provided = []
+            if not isinstance(provided, list | tuple):
+                raise PluginError(f"{where} must return a list of classes, got {provided!r}")
+            if trace is not None:
+                names = ", ".join(getattr(c, "__name__", repr(c)) for c in provided)
+                trace(f"hook {hook_name} -> {plugin_name} returned [{names}]")
             for cls in provided:
-                key = getattr(cls, key_attr, None)
-                if not isinstance(key, str) or not key:
-                    raise PluginError(
-                        f"plugin {plugin_name!r} registered {cls!r} without a {key_attr}"
-                    )
-                if not _has_options_model(cls):
-                    raise PluginError(
-                        f"plugin {plugin_name!r}: {cls.__name__}.Options must be a pydantic model"
-                    )
+                key = _validate_class(where, cls, base, key_attr)
                 if key in table:
                     raise PluginError(
-                        f"{attr[:-1]} type {key!r} is registered twice: by "
-                        f"{owners[(attr, key)]!r} and by {plugin_name!r}"
+                        f"{attr[:-1]} {'key' if attr == 'checks' else 'type'} {key!r} is "
+                        f"registered twice: by plugin {owners[(attr, key)]!r} and by "
+                        f"plugin {plugin_name!r}"
                     )
                 table[key] = cls
                 owners[(attr, key)] = plugin_name
                 getattr(infos[plugin_name], attr).append(key)
 
 
-def _has_options_model(cls: type) -> bool:
+def _validate_class(where: str, cls: object, base: type, key_attr: str) -> str:
+    """Check one registered class; return its type name (or check key)."""
     from pydantic import BaseModel
 
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(f"{where} returned {cls!r}, which is not a subclass of {base.__name__}")
+    key = getattr(cls, key_attr, None)
+    if not isinstance(key, str) or not key:
+        raise PluginError(f"{where}: {cls.__name__} does not set {key_attr}")
+    if key_attr == "type_name" and not _TYPE_NAME.match(key):
+        raise PluginError(
+            f"{where}: {cls.__name__}.type_name {key!r} must be lowercase letters, digits, "
+            "'-' or '_', starting with a letter"
+        )
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise PluginError(f"{where}: {cls.__name__} does not implement {missing}")
     options = getattr(cls, "Options", None)
-    return isinstance(options, type) and issubclass(options, BaseModel)
+    if not (isinstance(options, type) and issubclass(options, BaseModel)):
+        raise PluginError(
+            f"{where}: {cls.__name__}.Options must be a pydantic model, got {options!r}"
+        )
+    try:
+        options.model_json_schema()
+    except Exception as exc:
+        # config-schema and check-config need every options model's schema;
+        # finding out at start-up beats a crash when a user asks for it.
+        raise PluginError(
+            f"{where}: {cls.__name__}.Options cannot produce a JSON schema "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    return key
 
 
-def _install_tracing(pm: pluggy.PluginManager, trace: Callable[[str], None]) -> None:
+def _render_args(kwargs: Mapping[str, Any]) -> str:
+    """Hook arguments for a trace line: ids and short strings, never whole objects."""
+    parts = []
+    for name in sorted(kwargs):
+        value = kwargs[name]
+        if isinstance(value, Document):
+            shown = repr(value.id)
+        elif isinstance(value, str):
+            shown = repr(value if len(value) <= 80 else value[:77] + "...")
+        elif isinstance(value, bool | int | float) or value is None:
+            shown = repr(value)
+        else:
+            shown = f"<{type(value).__name__}>"
+        parts.append(f"{name}={shown}")
+    return ", ".join(parts)
+
+
+def _install_tracing(pm: pluggy.PluginManager, trace: Trace) -> None:
+    started = threading.local()
+
     def before(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        names = ", ".join(pm.get_name(i.plugin) or "?" for i in hook_impls)
-        trace(f"hook {hook_name} -> [{names}] args={sorted(kwargs)}")
+        names = ", ".join(pm.get_name(i.plugin) or "?" for i in reversed(hook_impls))
+        stack = started.__dict__.setdefault("stack", [])
+        stack.append(time.perf_counter())
+        trace(f"hook {hook_name}({_render_args(kwargs)}) -> [{names}]")
 
     def after(
         outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> None:
-        trace(f"hook {hook_name} done{' with error' if outcome.exception else ''}")
+        stack = started.__dict__.get("stack") or [time.perf_counter()]
+        elapsed_ms = (time.perf_counter() - stack.pop()) * 1000
+        error = outcome.exception
+        status = f"raised {type(error).__name__}" if error is not None else "done"
+        trace(f"hook {hook_name} {status} in {elapsed_ms:.1f} ms")
 
     pm.add_hookcall_monitoring(before, after)

@@ -6,12 +6,23 @@ from typing import Any
 
 from invoicesync.plugins import Source, Target, hookimpl
 
+from .source import FolderSource, FolderSourceOptions
+from .target import FolderTarget, FolderTargetOptions, cleanup_temp_files
+
+__all__ = [
+    "FolderSource",
+    "FolderSourceOptions",
+    "FolderTarget",
+    "FolderTargetOptions",
+    "cleanup_temp_files",
+]
+
 
 @hookimpl
 def invoicesync_register_sources() -> list[type[Source[Any]]]:
-    return []
+    return [FolderSource]
 
 
 @hookimpl
 def invoicesync_register_targets() -> list[type[Target[Any]]]:
-    return []
+    return [FolderTarget]

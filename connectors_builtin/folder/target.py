@@ -1,0 +1,369 @@
+"""The ``folder`` target: export documents into a local directory tree.
+
+Every write is atomic: the content goes to a hidden temporary file in the
+destination folder (``.<name>.invoicesync-tmp-<random>``), is flushed and
+fsync'ed, then renamed over the final name with ``os.replace``, and the folder
+itself is fsync'ed so the rename survives a power cut. A reader therefore sees
+either the old file or the complete new one, never half a file, and exporting
+the same name again replaces it (idempotent).
+
+A process killed in the middle of a write (kill -9, power loss) can leave a
+temporary file behind; :func:`cleanup_temp_files` removes those, and the
+target calls it on its first ``check()`` or export in each process.
+
+Remote names come from the engine's sanitiser already; the target checks
+them again anyway (defence in depth) and walks the destination folders with
+directory file descriptors, so neither a hostile name nor a symbolic link
+planted inside the root can make it write outside the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from invoicesync.plugins import (
+    ConnectorError,
+    ConnectorOptions,
+    ExportItem,
+    ExportResult,
+    PermanentError,
+    RelativePath,
+    Target,
+    TransientError,
+)
+from pydantic import Field
+
+__all__ = ["TEMP_MARKER", "FolderTarget", "FolderTargetOptions", "cleanup_temp_files"]
+
+TEMP_MARKER = ".invoicesync-tmp-"
+"""Part of every temporary file name this target creates (and only those)."""
+
+_PROCESS_START = time.time()
+
+# Roots whose leftovers this process already removed. Module-level, not per
+# instance: the engine builds a new target for every run, and one clean-up
+# per process suffices (within a process, failed writes remove their own
+# temporary files; only a killed process leaves some behind).
+_CLEANED_ROOTS: set[str] = set()
+_CLEANED_LOCK = threading.Lock()
+_CHUNK = 1024 * 1024
+_NAME_MAX = 255
+_SIDECAR_SUFFIX = ".json"
+
+# Errors that say "this name can never be written here": retrying is useless.
+_PERMANENT_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.EILSEQ}
+)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class FolderTargetOptions(ConnectorOptions):
+    """Options of the ``folder`` target."""
+
+    path: RelativePath = Field(description="The export folder (relative to the config file).")
+    sidecar: bool = Field(
+        default=False, description="Also write <name>.json with the document's metadata."
+    )
+    fsync: bool = Field(
+        default=True,
+        description="fsync files and folders (turn off only for throw-away exports).",
+    )
+
+
+def cleanup_temp_files(root: Path, older_than: float | None = None) -> int:
+    """Delete this target's leftover temporary files below ``root``.
+
+    Only hidden files whose name contains :data:`TEMP_MARKER` and whose
+    modification time is before ``older_than`` (default: when this process
+    started, so a concurrent writer's fresh files survive) are removed.
+    Symbolic links are not followed. Returns how many files were removed;
+    unreadable folders are skipped.
+    """
+    cutoff = _PROCESS_START if older_than is None else older_than
+    removed = 0
+    stack = [str(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif (
+                    entry.name.startswith(".")
+                    and TEMP_MARKER in entry.name
+                    and entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_mtime < cutoff
+                ):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # removed meanwhile: fine
+            except OSError:
+                continue  # not ours to fix; the next cleanup tries again
+    return removed
+
+
+def _shorten(name: str, max_bytes: int) -> str:
+    """Cut ``name`` to at most ``max_bytes`` UTF-8 bytes, keeping its extension."""
+    raw = name.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext.encode("utf-8")) > 16:
+        stem, ext = name, ""
+    keep = max_bytes - (len(ext.encode("utf-8")) + 1 if ext else 0)
+    short = stem.encode("utf-8")[:keep].decode("utf-8", "ignore")
+    return f"{short}.{ext}" if ext else short
+
+
+def split_remote_name(name: str) -> list[str]:
+    """Check a remote name and split it into folder and file components.
+
+    Raises PermanentError for anything that could escape the root or that
+    the engine's sanitiser should never have produced: absolute paths, empty,
+    ``.`` or ``..`` components, hidden components, backslashes, control
+    characters, components over 255 bytes, or text that is not valid UTF-8.
+    """
+    shown = repr(name)[:300]
+    if not isinstance(name, str) or not name:
+        raise PermanentError("refusing an empty remote name")
+    if name.startswith("/"):
+        raise PermanentError(f"refusing absolute remote name {shown}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PermanentError(f"refusing remote name {shown}: not valid UTF-8") from None
+    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in name):
+        raise PermanentError(f"refusing remote name {shown}: it contains control characters")
+    if "\\" in name:
+        raise PermanentError(f"refusing remote name {shown}: it contains a backslash")
+    parts = name.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise PermanentError(f"refusing remote name {shown}: empty, '.' or '..' component")
+        if part.startswith("."):
+            raise PermanentError(f"refusing remote name {shown}: hidden component {part!r}")
+        if len(part.encode("utf-8")) > _NAME_MAX:
+            raise PermanentError(f"refusing remote name {shown}: a component exceeds 255 bytes")
+    return parts
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class FolderTarget(Target[FolderTargetOptions]):
+    """Write documents below a local folder, atomically."""
+
+    type_name = "folder"
+    Options = FolderTargetOptions
+    description = "A local folder (atomic writes, optional JSON sidecars)"
+
+    # -- connector API ----------------------------------------------------------
+
+    def check(self) -> None:
+        """The root must be a writable folder, or creatable in a writable one.
+
+        Writes and deletes a probe file in an existing root; a missing root
+        is not created here (check-config changes nothing), only on export.
+        """
+        path = self.options.path
+        if not os.path.lexists(path):
+            parent = path.parent
+            while not os.path.lexists(parent) and parent != parent.parent:
+                parent = parent.parent
+            if not os.path.isdir(parent):
+                raise ConnectorError(
+                    f"folder target {self.id}: cannot create {path}: {parent} is not a folder"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConnectorError(
+                    f"folder target {self.id}: cannot create {path}: {parent} is not writable"
+                )
+            return
+        root = self._root(error=ConnectorError)
+        probe = os.path.join(root, f"{TEMP_MARKER}probe-{secrets.token_hex(6)}")
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, b"invoicesync write probe\n")
+            finally:
+                os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConnectorError(
+                f"folder target {self.id}: cannot write in {root}: {exc.strerror}"
+            ) from None
+
+    def sanitize_component(self, component: str) -> str:
+        """Keep names short enough that ``<name>.json`` still fits in 255 bytes."""
+        if self.options.sidecar:
+            return _shorten(component, _NAME_MAX - len(_SIDECAR_SUFFIX))
+        return component
+
+    def export(self, item: ExportItem) -> ExportResult:
+        """Write ``item`` to ``path / item.remote_name`` atomically (see module docs)."""
+        parts = split_remote_name(item.remote_name)
+        if self.options.sidecar and len(parts[-1].encode()) + len(_SIDECAR_SUFFIX) > _NAME_MAX:
+            raise PermanentError(
+                f"refusing remote name {item.remote_name!r}: too long to add a .json sidecar"
+            )
+        root = self._root(error=TransientError)
+        dir_fd = self._open_parent(root, parts[:-1], item.remote_name)
+        try:
+            self._write_atomic(dir_fd, parts[-1], item.open)
+            if self.options.sidecar:
+                payload = _sidecar_json(item)
+                self._write_atomic(dir_fd, parts[-1] + _SIDECAR_SUFFIX, lambda: io.BytesIO(payload))
+            if self.options.fsync:
+                # The renames live in the folder: fsync it so they survive a crash.
+                os.fsync(dir_fd)
+        except OSError as exc:
+            raise _map_os_error(exc, f"writing {item.remote_name!r}") from None
+        finally:
+            os.close(dir_fd)
+        return ExportResult(remote_ref="/".join(parts))
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _root(self, *, error: type[ConnectorError]) -> str:
+        """The resolved root folder, created if missing; stale temp files removed once."""
+        path = self.options.path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise error(f"folder target {self.id}: {path} exists and is not a folder") from None
+        except OSError as exc:
+            raise error(f"folder target {self.id}: cannot create {path}: {exc.strerror}") from None
+        root = os.path.realpath(path)
+        if not os.path.isdir(root):
+            raise error(f"folder target {self.id}: {path} is not a folder")
+        with _CLEANED_LOCK:
+            if root not in _CLEANED_ROOTS:
+                _CLEANED_ROOTS.add(root)
+                cleanup_temp_files(Path(root))
+        return root
+
+    def _open_parent(self, root: str, folders: list[str], remote_name: str) -> int:
+        """Open (creating as needed) the folder that will hold the file.
+
+        Walks one component at a time relative to a directory descriptor, so a
+        folder swapped for a symlink mid-way cannot redirect the write. A
+        symlink found inside the root is followed only if it resolves inside.
+        """
+        fd = os.open(root, _DIR_FLAGS)
+        current = root
+        try:
+            for name in folders:
+                try:
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                    if self.options.fsync:
+                        os.fsync(fd)  # the new folder's entry must survive a crash too
+                except FileExistsError:
+                    pass
+                try:
+                    next_fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                    next_path = os.path.join(current, name)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if not stat.S_ISLNK(st.st_mode):
+                        raise PermanentError(
+                            f"cannot export {remote_name!r}: "
+                            f"{os.path.join(current, name)} is a file, not a folder"
+                        ) from None
+                    next_path = os.path.realpath(os.path.join(current, name))
+                    if not _is_within(next_path, root):
+                        raise PermanentError(
+                            f"refusing {remote_name!r}: {os.path.join(current, name)} is a "
+                            "symbolic link that leads outside the target folder"
+                        ) from None
+                    next_fd = os.open(next_path, _DIR_FLAGS)
+                os.close(fd)
+                fd, current = next_fd, next_path
+        except PermanentError:
+            os.close(fd)
+            raise
+        except OSError as exc:
+            os.close(fd)
+            raise _map_os_error(exc, f"creating the folders of {remote_name!r}") from None
+        return fd
+
+    def _write_atomic(self, dir_fd: int, name: str, opener: Callable[[], IO[bytes]]) -> None:
+        tmp = f".{_shorten(name, 200)}{TEMP_MARKER}{secrets.token_hex(6)}"
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o666,
+            dir_fd=dir_fd,
+        )
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as out:
+                self._copy(opener, out)
+                if self.options.fsync:
+                    os.fsync(out.fileno())
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            # Whatever went wrong (a broken stream, a full disk, shutdown),
+            # nothing half-written stays behind.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+
+    def _copy(self, opener: Callable[[], IO[bytes]], out: IO[bytes]) -> None:
+        try:
+            src = opener()
+        except OSError as exc:
+            raise TransientError(f"cannot open the document content: {exc.strerror}") from None
+        with src:
+            while True:
+                if self.context.stop.is_set():
+                    raise TransientError("shutting down; the export is abandoned")
+                try:
+                    chunk = src.read(_CHUNK)
+                except ConnectorError:
+                    raise
+                except Exception as exc:
+                    # Any failure of the content stream is the source side's
+                    # problem, not this document's: retry later.
+                    raise TransientError(
+                        f"reading the document content failed: {type(exc).__name__}: {exc}"
+                    ) from None
+                if not chunk:
+                    return
+                view = memoryview(chunk)
+                while view:
+                    written = out.write(view)
+                    view = view[written or 0 :]
+
+
+def _sidecar_json(item: ExportItem) -> bytes:
+    """The document's catalog entry as JSON (it holds no secrets)."""
+    data = item.document.model_dump(mode="json")
+    data["tags"] = sorted(data.get("tags") or [])  # a set: sort for stable output
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _map_os_error(exc: OSError, doing: str) -> ConnectorError:
+    message = f"{doing} failed: {exc.strerror or exc}"
+    if exc.errno in _PERMANENT_ERRNOS:
+        return PermanentError(message)
+    return TransientError(message)

@@ -1,0 +1,553 @@
+"""The ``invoicesync`` command line (SPEC section 5).
+
+Human output goes to stdout, logs to stderr. Exit codes: 0 all done; 1 some
+documents or connectors failed; 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from invoicesync.daemon import __version__
+from invoicesync.daemon.config.loader import (
+    ConfigError,
+    LoadedConfig,
+    find_config_file,
+    load_config,
+)
+from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.runtime import Runtime, open_runtime
+from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.plugins.errors import ConfigurationError, PluginError
+from invoicesync.plugins.manager import PluginRegistry, load_plugins
+from rich.console import Console
+from rich.table import Table
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class AppContext:
+    """What every command shares: global options, plugins and configuration,
+    each loaded at most once and only when a command needs it."""
+
+    def __init__(
+        self,
+        config: str | None,
+        now: datetime | None,
+        log_format: str | None,
+        log_level: str | None,
+    ) -> None:
+        self.config_arg = config
+        self.clock = Clock(now)
+        self.log_format = log_format
+        self.log_level = log_level
+        self.out = Console(highlight=False, soft_wrap=True)
+        self._registry: PluginRegistry | None = None
+        self._loaded: LoadedConfig | None = None
+        configure_logging(log_format or "auto", log_level or "info")
+
+    @property
+    def registry(self) -> PluginRegistry:
+        if self._registry is None:
+            trace = None
+            if os.environ.get("INVOICESYNC_TRACE_PLUGINS", "") not in ("", "0"):
+                trace_log = get_logger()
+
+                def trace(line: str) -> None:
+                    trace_log.info("plugin.hook_call", detail=line)
+
+            try:
+                self._registry = load_plugins(trace=trace)
+            except PluginError as exc:
+                fail(f"plugin error: {exc}")
+        return self._registry
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        if self._loaded is None:
+            try:
+                path = find_config_file(self.config_arg)
+                self._loaded = load_config(path, self.registry)
+            except ConfigError as exc:
+                get_logger().error("config.invalid", problems=[str(p) for p in exc.problems])
+                fail(str(exc), prefix="configuration error:\n")
+            except ConfigurationError as exc:
+                get_logger().error("config.invalid", problems=[str(exc)])
+                fail(str(exc))
+            register_secrets(self._loaded.secrets)
+            # The file's log settings apply unless the command line overrides them.
+            log = self._loaded.config.log
+            configure_logging(
+                self.log_format or log.format.value, self.log_level or log.level.value
+            )
+        return self._loaded
+
+    @contextmanager
+    def runtime(self, *, dry_run: bool = False, read_only: bool = False) -> Iterator[Runtime]:
+        try:
+            rt = open_runtime(
+                self.loaded, self.registry, self.clock, dry_run=dry_run, read_only=read_only
+            )
+        except ConfigurationError as exc:
+            fail(str(exc))
+        try:
+            yield rt
+        finally:
+            rt.close()
+
+    def progress(self) -> Callable[[str, int | None], Callable[[int], None]] | None:
+        """A rich progress bar factory when stdout is a terminal, else None."""
+        if not self.out.is_terminal:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.out,
+            transient=False,
+        )
+        progress.start()
+        self._progress = progress
+
+        def factory(description: str, total: int | None) -> Callable[[int], None]:
+            task = progress.add_task(description, total=total)
+            return lambda n: progress.advance(task, n)
+
+        return factory
+
+    def stop_progress(self) -> None:
+        progress = getattr(self, "_progress", None)
+        if progress is not None:
+            progress.stop()
+
+
+def fail(message: str, code: int = EXIT_USAGE, prefix: str = "error: ") -> NoReturn:
+    click.echo(f"{prefix}{message}", err=True)
+    sys.exit(code)
+
+
+def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not ISO 8601, e.g. 2026-12-01T08:00:00+01:00"
+        ) from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter("give a time zone offset, e.g. 2026-12-01T08:00:00+01:00")
+    return parsed
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="invoicesync")
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    envvar=None,
+    help="Configuration file. Default: $INVOICESYNC_CONFIG, ./invoicesync.yaml, "
+    "then /etc/invoicesync/invoicesync.yaml.",
+)
+@click.option(
+    "--now",
+    callback=_parse_now,
+    metavar="ISO-8601",
+    help="Act as if the clock showed this time (import dates and restriction "
+    "windows alike), e.g. 2026-12-01T08:00:00+01:00.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    help="auto = console on a terminal, JSON lines otherwise.",
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.pass_context
+def main(
+    ctx: click.Context,
+    config: str | None,
+    now: datetime | None,
+    log_format: str | None,
+    log_level: str | None,
+) -> None:
+    """invoicesync collects business documents from sources (portals, mailboxes,
+    folders) and delivers them to export accounts (drives, servers, accounting
+    tools) by rules you write in YAML.
+
+    Start with `invoicesync --config config.example.yaml sync`, then look at
+    `status` and `explain`. Logs go to stderr, results to stdout.
+    """
+    ctx.obj = AppContext(config, now, log_format, log_level)
+
+
+# -- import and export -----------------------------------------------------------
+
+
+@main.command()
+@click.pass_obj
+def run(app: AppContext) -> None:
+    """Run as a daemon in the foreground: import and export on each schedule.
+
+    This is what systemd starts (see packaging/systemd/invoicesync.service).
+    Every source and export account with a `schedule:` gets a job; accounts
+    with `after_import: true` export after each import. Logs (JSON lines
+    when not on a terminal) go to stderr.
+
+    Signals: SIGHUP reloads the configuration (an invalid file is logged as
+    config.invalid and the running one stays); SIGTERM or Ctrl-C finish the
+    document in hand and exit within `daemon.grace_period`.
+    """
+    from invoicesync.daemon.scheduler.service import Daemon, LogOverrides
+
+    daemon = Daemon(
+        app.loaded,
+        app.registry,
+        app.clock,
+        log_overrides=LogOverrides(app.log_format, app.log_level),
+    )
+    sys.exit(daemon.run())
+
+
+@main.command()
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@click.pass_obj
+def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
+    """Import from the sources now (all of them, or those named), then exit."""
+    from invoicesync.daemon.engine.sync import fetch as do_fetch
+
+    _known(sources, [s.id for s in app.loaded.config.sources], "source")
+    with app.runtime() as rt:
+        try:
+            results = do_fetch(rt, sources, progress=app.progress())
+        finally:
+            app.stop_progress()
+    for r in results:
+        c = r.counts
+        app.out.print(
+            f"{r.source}: {c['new']} new, {c['new_revision']} changed, {c['metadata']} "
+            f"metadata updates, {c['unchanged']} unchanged, {c['failed']} failed"
+            + (f" — error: {r.error}" if r.error else "")
+        )
+    sys.exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("accounts", nargs=-1, metavar="[ACCOUNT]...")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would go where, and why; change nothing anywhere."
+)
+@click.option("--no-fetch", is_flag=True, help="Do not import first; export what the catalog has.")
+@click.pass_obj
+def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bool) -> None:
+    """Import from every source, then export to the accounts (all, or those named).
+
+    With --dry-run nothing is written (catalog, ledger, targets): each planned
+    export is printed as ACCOUNT DOCUMENT -> REMOTE-NAME (reason), followed by
+    how many documents each restriction check excluded.
+    """
+    from invoicesync.daemon.engine.sync import sync as do_sync
+
+    _known(accounts, [a.id for a in app.loaded.config.exports], "export account")
+    with app.runtime(dry_run=dry_run) as rt:
+        fetch_first = not no_fetch
+        if dry_run and fetch_first and not rt.engine.url.drivername.startswith("sqlite"):
+            click.echo(
+                "note: a dry run with this database plans from the catalog as it is (no fetch)",
+                err=True,
+            )
+            fetch_first = False
+
+        def plan(p: Any) -> None:
+            # Plain tab-separated lines (rich would expand the tabs): easy to grep and cut.
+            click.echo(f"{p.account}\t{p.document_id}\t-> {p.remote_name}\t({p.reason})")
+
+        try:
+            result = do_sync(
+                rt,
+                accounts,
+                fetch_first=fetch_first,
+                on_plan=plan if dry_run else None,
+                progress=None if dry_run else app.progress(),
+            )
+        finally:
+            app.stop_progress()
+    for imp in result.imports:
+        c = imp.counts
+        app.out.print(
+            f"import {imp.source}: {c['new']} new, {c['new_revision']} changed, "
+            f"{c['failed']} failed" + (f" — error: {imp.error}" if imp.error else ""),
+            markup=False,
+        )
+    for exp in result.exports:
+        c = exp.counts
+        done = f"{c['planned']} would be exported" if dry_run else f"{c['exported']} exported"
+        line = (
+            f"export {exp.account}: {done}, {c['failed']} failed, {c['rejected']} rejected, "
+            f"{c['excluded']} excluded"
+        )
+        if exp.excluded_by:
+            line += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(exp.excluded_by.items())) + ")"
+        if exp.error:
+            line += f" — error: {exp.error}"
+        app.out.print(line, markup=False)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("account")
+@click.pass_obj
+def retry(app: AppContext, account: str) -> None:
+    """Put an account's failed and rejected documents back in line, then export them."""
+    from invoicesync.daemon.engine.exporter import run_export
+
+    _known((account,), [a.id for a in app.loaded.config.exports], "export account")
+    with app.runtime() as rt:
+        n = rt.ledger.reset_for_retry(account, rt.clock.now())
+        app.out.print(f"{account}: {n} document(s) queued again")
+        factory = app.progress()
+        summary = run_export(
+            rt, rt.config.export(account), progress=factory(account, None) if factory else None
+        )
+        app.stop_progress()
+    c = summary.counts
+    app.out.print(
+        f"{account}: {c['exported']} exported, {c['failed']} failed, {c['rejected']} rejected",
+        markup=False,
+    )
+    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+
+
+# -- looking at the state -------------------------------------------------------------
+
+
+@main.command()
+@click.argument("account")
+@click.argument("document")
+@click.pass_obj
+def explain(app: AppContext, account: str, document: str) -> None:
+    """Show each restriction check for DOCUMENT on ACCOUNT, and the verdict.
+
+    DOCUMENT is a document id (SOURCE/EXTERNAL-ID) as `invoicesync documents` lists them.
+    """
+    _known((account,), [a.id for a in app.loaded.config.exports], "export account")
+    with app.runtime(read_only=True) as rt:
+        doc = rt.catalog.get(document)
+        if doc is None:
+            fail(f"no document {document!r} in the catalog; `invoicesync documents` lists them")
+        now = rt.clock.now()
+        decision = rt.evaluators[account].evaluate(doc, now)
+        entry = rt.ledger.entry(account, document)
+    app.out.print(f"[bold]{document}[/] on account [bold]{account}[/]")
+    for check in decision.checks:
+        mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
+        app.out.print(f"  {mark} {check.name}: ", end="")
+        app.out.print(check.reason, markup=False)
+    verdict = "[green]export[/]" if decision.export else "[red]do not export[/]"
+    app.out.print(f"verdict: {verdict}")
+    if entry is not None:
+        if entry.exported_at is not None:
+            when = entry.exported_at.astimezone(rt.config.tz)
+            app.out.print(
+                f"already exported on {when:%Y-%m-%d %H:%M %Z} "
+                f"as {entry.remote_name} (revision {entry.revision})",
+                markup=False,
+            )
+        if entry.state.value in ("failed", "rejected"):
+            app.out.print(
+                f"ledger: {entry.state.value} after {entry.attempts} attempt(s): "
+                f"{entry.last_error}",
+                markup=False,
+            )
+        elif entry.state.value == "exporting":
+            app.out.print("ledger: an export was interrupted; the next sync finishes it")
+
+
+@main.command()
+@click.argument("account", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(app: AppContext, account: str | None, as_json: bool) -> None:
+    """Per account: exported, pending, failed and rejected counts, and the last run."""
+    from invoicesync.daemon.status import account_status
+
+    accounts = app.loaded.config.exports
+    if account:
+        _known((account,), [a.id for a in accounts], "export account")
+        accounts = [a for a in accounts if a.id == account]
+    with app.runtime(read_only=True) as rt:
+        rows = [account_status(rt, a) for a in accounts]
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
+        return
+    table = Table(
+        "account",
+        "type",
+        "exported",
+        "pending",
+        "failed",
+        "rejected",
+        "last run",
+        "result",
+        "next run",
+    )
+    for r in rows:
+        table.add_row(
+            r.account,
+            r.type,
+            str(r.exported),
+            str(r.pending),
+            str(r.failed),
+            str(r.rejected),
+            r.last_run_text(app.loaded.config.tz),
+            r.last_result or "-",
+            r.next_run_text(app.loaded.config.tz),
+        )
+    app.out.print(table)
+
+
+@main.command()
+@click.option("--account", "account", metavar="ACCOUNT", help="Only this account's state.")
+@click.option(
+    "--status",
+    "state",
+    type=click.Choice(["exported", "pending", "failed", "rejected", "excluded", "exporting"]),
+    help="Only documents in this state (needs --account when several accounts exist).",
+)
+@click.option("--limit", default=100, show_default=True, help="At most this many rows (0 = all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def documents(
+    app: AppContext, account: str | None, state: str | None, limit: int, as_json: bool
+) -> None:
+    """List documents in the catalog with their state per export account."""
+    from invoicesync.daemon.status import document_states
+
+    accounts = app.loaded.config.exports
+    if account:
+        _known((account,), [a.id for a in accounts], "export account")
+        accounts = [a for a in accounts if a.id == account]
+    with app.runtime(read_only=True) as rt:
+        rows = document_states(rt, accounts, state, limit)
+        if as_json:
+            for row in rows:
+                click.echo(json.dumps(row, default=str))
+            return
+        table = Table("document", "type", "company", "date", "gross", *(a.id for a in accounts))
+        for row in rows:
+            table.add_row(
+                row["id"],
+                row["type"],
+                row["company"] or "-",
+                str(row["document_date"] or "-"),
+                f"{row['gross_amount'] or '-'} {row['currency'] or ''}".strip(),
+                *(row["accounts"][a.id] for a in accounts),
+            )
+        app.out.print(table)
+
+
+# -- configuration and plugins ----------------------------------------------------------
+
+
+@main.command("check-config")
+@click.option("--connect", is_flag=True, help="Also connect to every source and target (check()).")
+@click.pass_obj
+def check_config(app: AppContext, connect: bool) -> None:
+    """Validate the configuration, every connector's options included."""
+    loaded = app.loaded
+    cfg = loaded.config
+    app.out.print(
+        f"{loaded.path}: OK — {len(cfg.sources)} source(s), {len(cfg.exports)} export "
+        f"account(s), {len(cfg.companies)} company profile(s)",
+        markup=False,
+    )
+    if not connect:
+        return
+    from invoicesync.plugins.errors import ConnectorError
+
+    failed = False
+    with app.runtime(read_only=True) as rt:
+        connectors: list[tuple[str, Any, Callable[[Any], Any]]] = [
+            (f"source {s.id}", s, rt.make_source) for s in cfg.sources
+        ] + [(f"export {a.id}", a, rt.make_target) for a in cfg.exports]
+        for label, entry, make in connectors:
+            try:
+                connector = make(entry)
+                try:
+                    connector.check()
+                finally:
+                    connector.close()
+                app.out.print(f"  [green]✓[/] {label}")
+            except (ConnectorError, ConfigurationError, OSError) as exc:
+                failed = True
+                app.out.print(f"  [red]✗[/] {label}: ", end="")
+                app.out.print(str(exc), markup=False)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def plugins(app: AppContext, as_json: bool) -> None:
+    """Installed plugins and the connector types and checks each adds."""
+    infos = app.registry.plugins
+    if as_json:
+        click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    table = Table("plugin", "version", "sources", "targets", "checks")
+    for info in infos:
+        table.add_row(
+            info.name + (" (built-in)" if info.builtin else ""),
+            info.version or __version__,
+            ", ".join(info.sources) or "-",
+            ", ".join(info.targets) or "-",
+            ", ".join(info.checks) or "-",
+        )
+    app.out.print(table)
+
+
+@main.command("config-schema")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@click.pass_obj
+def config_schema(app: AppContext, output: Path | None) -> None:
+    """Print the JSON Schema of the configuration, connectors' options included.
+
+    For editors: save it and add `# yaml-language-server: $schema=PATH` at the
+    top of your configuration file.
+    """
+    from invoicesync.daemon.config.schema import build_schema
+
+    text = json.dumps(build_schema(app.registry), indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        click.echo(text)
+
+
+def _known(given: tuple[str, ...] | list[str], known: list[str], what: str) -> None:
+    unknown = [g for g in given if g not in known]
+    if unknown:
+        fail(
+            f"unknown {what} {', '.join(map(repr, unknown))}; configured: "
+            f"{', '.join(known) or 'none'}"
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,256 @@
+"""Finding, parsing and validating the configuration file.
+
+YAML is read with ruamel.yaml so that every value keeps its line number; a
+pydantic error's ``loc`` is walked back through the parsed tree to the line of
+the offending value. Errors read like::
+
+    invoicesync.yaml:14: exports[0].restrictions.period.last: expected N followed by d, w, m or y
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from invoicesync.plugins.errors import ConfigurationError
+from invoicesync.plugins.manager import PluginRegistry
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .models import Config
+
+DEFAULT_LOCATIONS = (Path("invoicesync.yaml"), Path("/etc/invoicesync/invoicesync.yaml"))
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the configuration, with where it is."""
+
+    file: Path
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.path + ': ' if self.path else ''}{self.message}"
+
+
+class ConfigError(ConfigurationError):
+    """The configuration is invalid; ``problems`` says where and why."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration, its connector options models, and where it came from."""
+
+    config: Config
+    path: Path
+    source_options: dict[str, BaseModel]
+    export_options: dict[str, BaseModel]
+    secrets: frozenset[str]
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
+    """``--config``, then $INVOICESYNC_CONFIG, then ./invoicesync.yaml, then /etc."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("INVOICESYNC_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_LOCATIONS:
+        if candidate.exists():
+            return candidate
+    raise ConfigurationError(
+        "no configuration file: pass --config PATH, set INVOICESYNC_CONFIG, or create "
+        "./invoicesync.yaml or /etc/invoicesync/invoicesync.yaml "
+        "(start from config.example.yaml)"
+    )
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    """``("exports", 0, "filename")`` -> ``exports[0].filename``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def line_of(tree: Any, loc: Loc) -> int | None:
+    """The 1-based line of the deepest node along ``loc`` that exists in ``tree``."""
+    node = tree
+    line: int | None = getattr(getattr(tree, "lc", None), "line", None)
+    line = None if line is None else line + 1
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            key_line, _col = node.lc.key(part)
+            line = key_line + 1
+            try:
+                value_line = node.lc.value(part)[0]
+            except (KeyError, TypeError):
+                value_line = key_line
+            # Scalars: the value's own line (it may follow the key on the next line).
+            if not isinstance(node[part], CommentedMap | CommentedSeq):
+                line = value_line + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _clean_loc(loc: Sequence[str | int]) -> Loc:
+    # pydantic inserts validator names into loc for unions and tagged types
+    # ("function-after[...]", "list[str]"); they mean nothing to a user.
+    return tuple(p for p in loc if isinstance(p, int) or ("[" not in p and "(" not in p))
+
+
+def _message(error: Any) -> str:
+    msg = str(error["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if error["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see `invoicesync config-schema`)"
+    return msg
+
+
+def problems_from(exc: ValidationError, file: Path, tree: Any, prefix: Loc = ()) -> list[Problem]:
+    result = []
+    for error in exc.errors():
+        loc = prefix + _clean_loc(error["loc"])
+        result.append(Problem(file, line_of(tree, loc), format_loc(loc), _message(error)))
+    return result
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse YAML keeping line numbers; a syntax error becomes a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(path, None, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(path, None, "", f"cannot read: {exc}")]) from None
+    yaml = YAML(typ="rt")
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise ConfigError([Problem(path, line, "", f"invalid YAML: {what}")]) from None
+    except YAMLError as exc:
+        raise ConfigError([Problem(path, None, "", f"invalid YAML: {exc}")]) from None
+
+
+def to_plain(node: Any) -> Any:
+    """ruamel's commented containers -> plain dicts and lists (for pydantic)."""
+    if isinstance(node, dict):
+        return {
+            str(k) if not isinstance(k, int | bool) else k: to_plain(v) for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    return node
+
+
+def _ids(data: dict[str, Any], section: str) -> set[str]:
+    items = data.get(section)
+    if not isinstance(items, list):
+        return set()
+    return {i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)}
+
+
+def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
+    """Read, validate and resolve ``path``; raise ConfigError listing every problem."""
+    from .secrets import SecretError, resolve_secret_refs
+
+    base_dir = path.resolve().parent
+    tree = read_yaml(path)
+    if tree is None:
+        tree = CommentedMap()
+    if not isinstance(tree, dict):
+        raise ConfigError([Problem(path, 1, "", "expected a mapping at the top level")])
+    raw = to_plain(tree)
+    context = {
+        "base_dir": base_dir,
+        "known_sources": _ids(raw, "sources"),
+        "known_companies": _ids(raw, "companies"),
+        "checks": registry.checks,
+    }
+    try:
+        config = Config.model_validate(raw, context=context)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, path, tree)) from None
+
+    problems: list[Problem] = []
+    secrets: set[str] = set()
+    source_options: dict[str, BaseModel] = {}
+    export_options: dict[str, BaseModel] = {}
+    plans: list[
+        tuple[str, int, str, dict[str, Any], dict[str, type[Any]], dict[str, BaseModel]]
+    ] = [
+        (
+            "sources",
+            i,
+            s.id,
+            {"type": s.type, "options": s.options},
+            registry.sources,
+            source_options,
+        )
+        for i, s in enumerate(config.sources)
+    ] + [
+        (
+            "exports",
+            i,
+            e.id,
+            {"type": e.type, "options": e.options},
+            registry.targets,
+            export_options,
+        )
+        for i, e in enumerate(config.exports)
+    ]
+    for section, index, ident, entry, types, out in plans:
+        kind = "source" if section == "sources" else "target"
+        connector = types.get(entry["type"])
+        if connector is None:
+            loc: Loc = (section, index, "type")
+            known = ", ".join(sorted(types)) or "none"
+            problems.append(
+                Problem(
+                    path,
+                    line_of(tree, loc),
+                    format_loc(loc),
+                    f"unknown {kind} type {entry['type']!r}; installed: {known} "
+                    "(see `invoicesync plugins`)",
+                )
+            )
+            continue
+        try:
+            options, found = resolve_secret_refs(entry["options"])
+        except SecretError as exc:
+            loc = (section, index, "options", *exc.path)
+            problems.append(Problem(path, line_of(tree, loc), format_loc(loc), exc.message))
+            continue
+        secrets |= found
+        try:
+            out[ident] = connector.Options.model_validate(options, context={"base_dir": base_dir})
+        except ValidationError as exc:
+            problems += problems_from(exc, path, tree, (section, index, "options"))
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(config, path, source_options, export_options, frozenset(secrets))

@@ -1,0 +1,1 @@
+"""The sync engine: importing into the catalog, planning and running exports."""

@@ -1,0 +1,463 @@
+"""Export runs: decide, name, and deliver eligible documents to one account.
+
+For each candidate (see ``Ledger.candidate_condition``) the restriction
+evaluator decides; an eligible document gets a remote name (the one it already
+holds in this account, else a fresh one from the template, with ``_{sha8}``
+when another document holds that name), the intent is committed to the ledger,
+the target writes, and the outcome is committed. Transient failures are
+retried with exponential back-off and jitter; permanent ones are rejected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from invoicesync.daemon.config.models import ExportConfig, OnUpdate
+from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.restrictions import Decision
+from invoicesync.daemon.storage.catalog import row_to_document
+from invoicesync.daemon.storage.ledger import LedgerState, NameTaken
+from invoicesync.daemon.storage.schema import documents, ledger
+from invoicesync.plugins.connectors import ExportItem, Target
+from invoicesync.plugins.errors import ConnectorError, PermanentError, TransientError
+from invoicesync.plugins.models import Document
+
+from .naming import sanitize_component, with_suffix_before_extension
+from .runtime import Runtime
+
+#: After this many documents in a row failed with transient errors the run
+#: stops: the target is down, and the rest stay pending for the next run.
+CONSECUTIVE_FAILURES_TO_ABORT = 3
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class Candidate:
+    document: Document
+    state: LedgerState | None
+    remote_name: str | None
+    exported_sha256: str | None
+
+
+@dataclass(frozen=True)
+class PlannedExport:
+    """One line of ``sync --dry-run``: what would go where, and why."""
+
+    account: str
+    document_id: str
+    remote_name: str
+    reason: str
+
+
+@dataclass
+class ExportSummary:
+    account: str
+    run_id: str
+    counts: Counter[str] = field(default_factory=Counter)
+    excluded_by: Counter[str] = field(default_factory=Counter)
+    planned: list[PlannedExport] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.counts["failed"] and not self.counts["rejected"]
+
+
+class _AbortRun(Exception):
+    pass
+
+
+def action_reason(candidate: Candidate) -> str:
+    """Why a candidate is (re-)exported, for logs and dry-run lines."""
+    if candidate.state is None:
+        return "new"
+    if candidate.state is LedgerState.EXPORTING:
+        return "resume interrupted export"
+    if candidate.state is LedgerState.FAILED:
+        return "retry after failure"
+    return f"content changed (revision {candidate.document.revision})"
+
+
+def decision_reason(decision: Decision) -> str:
+    passed = [c.name for c in decision.checks]
+    return "passes " + ", ".join(passed) if passed else "no restrictions"
+
+
+def iter_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Iterator[Candidate]:
+    """Documents that may need exporting, in id order, fetched in batches."""
+    evaluator = rt.evaluators[account.id]
+    joined, condition = rt.ledger.candidate_condition(
+        account.id, now, include_changed=account.on_update is OnUpdate.EXPORT
+    )
+    # A dry run evaluates every candidate in Python so that its summary can
+    # say which check excluded how many; real runs let SQL drop the documents
+    # that origins and period exclude (same verdicts, far fewer rows).
+    pushed = None if rt.dry_run else evaluator.sql_filter(documents, now)
+    if pushed is not None:
+        condition = sa.and_(condition, pushed)
+    columns = [
+        *documents.c,
+        ledger.c.state.label("ledger_state"),
+        ledger.c.remote_name.label("ledger_remote_name"),
+        ledger.c.exported_sha256.label("ledger_exported_sha256"),
+    ]
+    last: str | None = None
+    while True:
+        query = (
+            sa.select(*columns)
+            .select_from(joined)
+            .where(condition)
+            .order_by(documents.c.id)
+            .limit(BATCH)
+        )
+        if last is not None:
+            query = query.where(documents.c.id > last)
+        with rt.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for row in rows:
+            mapping = dict(row._mapping)
+            state = mapping.pop("ledger_state")
+            remote_name = mapping.pop("ledger_remote_name")
+            exported = mapping.pop("ledger_exported_sha256")
+            yield Candidate(
+                row_to_document(_Row(mapping)),
+                LedgerState(state) if state else None,
+                remote_name,
+                exported,
+            )
+        if len(rows) < BATCH:
+            return
+        last = rows[-1].id
+
+
+class _Row:
+    """Adapter so ``row_to_document`` accepts a plain mapping."""
+
+    def __init__(self, mapping: dict[str, Any]) -> None:
+        self._mapping = mapping
+
+
+class _AccountRun:
+    """State of one export run for one account."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        account: ExportConfig,
+        summary: ExportSummary,
+        target: Target[Any],
+        on_plan: Callable[[PlannedExport], None] | None,
+    ) -> None:
+        self.rt = rt
+        self.account = account
+        self.summary = summary
+        self.target = target
+        self.dry_run = rt.dry_run
+        self.on_plan = on_plan
+        self.log = get_logger(account=account.id, run_id=summary.run_id)
+        self.lock = threading.Lock()
+        self.planned_names: set[str] = set()
+        self.consecutive_failures = 0
+
+    # -- naming ----------------------------------------------------------------
+
+    def fresh_name(self, document: Document) -> str:
+        rendered = self.rt.templates[self.account.id].render(document, self.rt.config.tz)
+        return "/".join(
+            sanitize_component(self.target.sanitize_component(part)) for part in rendered.split("/")
+        )
+
+    def free_name(self, document: Document, base: str) -> str:
+        """``base``, or ``base`` with ``_{sha8}`` (then ``-2``...) when held by another."""
+        suffixes = itertools.chain(
+            [""], [f"_{document.sha8}"], (f"_{document.sha8}-{n}" for n in range(2, 100))
+        )
+        for suffix in suffixes:
+            name = with_suffix_before_extension(base, suffix) if suffix else base
+            holder = self.rt.ledger.name_holder(self.account.id, name)
+            if holder in (None, document.id) and (name not in self.planned_names):
+                return name
+        raise PermanentError(f"no free remote name near {base!r}")
+
+    # -- one document ----------------------------------------------------------
+
+    def process(self, candidate: Candidate) -> None:
+        document = candidate.document
+        now = self.rt.clock.now()
+        decision = self.rt.evaluators[self.account.id].evaluate(document, now)
+        if not decision.export:
+            deciding = decision.deciding
+            with self.lock:
+                self.summary.counts["excluded"] += 1
+                self.summary.excluded_by[deciding.name if deciding else "?"] += 1
+            return
+        reason = f"{action_reason(candidate)}; {decision_reason(decision)}"
+        if self.dry_run:
+            with self.lock:
+                name = candidate.remote_name or self.free_name(document, self.fresh_name(document))
+                self.planned_names.add(name)
+                plan = PlannedExport(self.account.id, document.id, name, reason)
+                self.summary.planned.append(plan)
+                self.summary.counts["planned"] += 1
+            if self.on_plan:
+                self.on_plan(plan)
+            return
+        name = self.reserve(candidate)
+        self.deliver(document, name, reason)
+
+    def reserve(self, candidate: Candidate) -> str:
+        document = candidate.document
+        base = candidate.remote_name or self.fresh_name(document)
+        for _ in range(5):
+            name = base if candidate.remote_name else self.free_name(document, base)
+            try:
+                self.rt.ledger.reserve(
+                    self.account.id,
+                    document.id,
+                    document.revision,
+                    document.sha256,
+                    name,
+                    self.rt.clock.now(),
+                )
+                return name
+            except NameTaken:
+                # Another worker took the name between our check and our insert.
+                continue
+        raise PermanentError(f"could not reserve a remote name for {document.id}")
+
+    def deliver(self, document: Document, name: str, reason: str) -> None:
+        retry = self.account.retry
+        item = ExportItem(document, name, self.rt.blobs.path(document.sha256))
+        log = self.log.bind(document=document.id, remote_name=name)
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                result = self.target.export(item)
+            except PermanentError as exc:
+                self._rejected(document, str(exc), attempt, log)
+                return
+            except TransientError as exc:
+                if self.rt.stop.is_set():
+                    self._abandoned(document, str(exc), attempt, log)
+                    return
+                if attempt < retry.attempts:
+                    delay = backoff(attempt, retry.initial, retry.max, exc.retry_after)
+                    log.info(
+                        "document.retrying",
+                        attempt=attempt,
+                        delay_s=round(delay, 2),
+                        error=str(exc),
+                    )
+                    if not self.rt.stop.wait(delay):
+                        continue
+                    self._abandoned(document, str(exc), attempt, log)
+                    return
+                self._failed(document, str(exc), attempt, log)
+                return
+            except ConnectorError as exc:
+                self._failed(document, str(exc), attempt, log)
+                return
+            except Exception as exc:  # a bug in a plugin: record it, keep going
+                self._failed(
+                    document,
+                    f"{type(exc).__name__}: {exc}",
+                    attempt,
+                    log,
+                    traceback=traceback.format_exc(limit=5),
+                )
+                return
+            break
+        now = self.rt.clock.now()
+        self.rt.ledger.mark_exported(
+            self.account.id, document.id, document.sha256, result.remote_ref, now
+        )
+        with self.lock:
+            self.summary.counts["exported"] += 1
+            self.consecutive_failures = 0
+        log.info(
+            "document.exported",
+            remote_ref=result.remote_ref,
+            revision=document.revision,
+            size=document.size,
+            reason=reason,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        hook = self.rt.registry.hook.invoicesync_document_exported
+        if hook.get_hookimpls():
+            try:
+                hook(
+                    document=document,
+                    account_id=self.account.id,
+                    remote_name=name,
+                    remote_ref=result.remote_ref,
+                )
+            except Exception as exc:
+                log.warning(
+                    "plugin.hook_failed", hook="invoicesync_document_exported", error=str(exc)
+                )
+
+    def _failed(
+        self, document: Document, error: str, attempts: int, log: Any, **extra: Any
+    ) -> None:
+        now = self.rt.clock.now()
+        next_at = now + self.account.retry.max
+        self.rt.ledger.mark_failed(self.account.id, document.id, error, attempts, next_at, now)
+        log.error(
+            "document.failed",
+            stage="export",
+            error=error,
+            attempts=attempts,
+            next_attempt_at=next_at.isoformat(),
+            **extra,
+        )
+        with self.lock:
+            self.summary.counts["failed"] += 1
+            self.consecutive_failures += 1
+            abort = self.consecutive_failures >= CONSECUTIVE_FAILURES_TO_ABORT
+        if abort:
+            raise _AbortRun(f"{self.consecutive_failures} documents in a row failed: {error}")
+
+    def _abandoned(self, document: Document, error: str, attempts: int, log: Any) -> None:
+        # Shutting down: the ledger keeps the "exporting" intent, so the next
+        # start exports this document again under the same remote name (the
+        # target replaces idempotently) instead of waiting out a back-off.
+        log.warning("document.abandoned", error=error, attempts=attempts)
+        with self.lock:
+            self.summary.counts["abandoned"] += 1
+
+    def _rejected(self, document: Document, reason: str, attempts: int, log: Any) -> None:
+        self.rt.ledger.mark_rejected(
+            self.account.id, document.id, reason, attempts, self.rt.clock.now()
+        )
+        log.error("document.rejected", reason=reason)
+        with self.lock:
+            self.summary.counts["rejected"] += 1
+
+
+def backoff(
+    attempt: int, initial: timedelta, maximum: timedelta, retry_after: float | None = None
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential, "equal jitter".
+
+    Half the exponential delay is fixed and half random, so retries of many
+    documents spread out but never come back sooner than half the schedule. A
+    server's ``Retry-After`` is a floor.
+    """
+    base = min(maximum.total_seconds(), initial.total_seconds() * 2 ** (attempt - 1))
+    delay = base / 2 + random.uniform(0, base / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, maximum.total_seconds()))
+    return delay
+
+
+def run_export(
+    rt: Runtime,
+    account: ExportConfig,
+    *,
+    on_plan: Callable[[PlannedExport], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportSummary:
+    """Export everything eligible and not yet exported to ``account``."""
+    started = time.monotonic()
+    now = rt.clock.now()
+    run_id = rt.runs.start("export", account.id, now) if not rt.dry_run else "dry-run"
+    summary = ExportSummary(account.id, run_id)
+    for key in ("exported", "failed", "rejected", "excluded"):
+        summary.counts[key] = 0
+    log = get_logger(account=account.id, run_id=run_id)
+    target: Target[Any] | None = None
+    try:
+        target = rt.make_target(account)
+        run = _AccountRun(rt, account, summary, target, on_plan)
+        candidates = iter_candidates(rt, account, now)
+        if account.concurrency <= 1 or rt.dry_run:
+            for candidate in candidates:
+                if rt.stop.is_set():
+                    summary.error = "interrupted by shutdown"
+                    break
+                run.process(candidate)
+                if progress:
+                    progress(1)
+        else:
+            _run_concurrently(run, candidates, account.concurrency, progress)
+    except _AbortRun as exc:
+        summary.error = str(exc)
+        log.error("connector.error", error=str(exc), transient=True)
+    except ConnectorError as exc:
+        summary.error = str(exc)
+        log.error("connector.error", error=str(exc), transient=isinstance(exc, TransientError))
+    except Exception as exc:
+        summary.error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "connector.error",
+            error=summary.error,
+            transient=False,
+            traceback=traceback.format_exc(limit=5),
+        )
+    finally:
+        if target is not None:
+            try:
+                target.close()
+            except Exception as exc:
+                log.warning("connector.error", error=f"close failed: {exc}")
+    summary.duration_s = round(time.monotonic() - started, 3)
+    counts: dict[str, Any] = dict(summary.counts)
+    if summary.excluded_by:
+        counts["excluded_by"] = dict(summary.excluded_by)
+    status = "ok" if summary.ok else ("failed" if summary.error else "partial")
+    if not rt.dry_run:
+        rt.runs.finish(run_id, status, counts, rt.clock.now(), summary.error)
+    log.info(
+        "export.finished",
+        status=status,
+        duration_s=summary.duration_s,
+        error=summary.error,
+        dry_run=rt.dry_run,
+        **counts,
+    )
+    return summary
+
+
+def _run_concurrently(
+    run: _AccountRun,
+    candidates: Iterator[Candidate],
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Process candidates on ``workers`` threads, never more than 2x in flight."""
+    with ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix=f"export-{run.account.id}"
+    ) as pool:
+        in_flight: set[Future[None]] = set()
+        try:
+            for candidate in candidates:
+                if run.rt.stop.is_set():
+                    run.summary.error = "interrupted by shutdown"
+                    break
+                in_flight.add(pool.submit(run.process, candidate))
+                if len(in_flight) >= workers * 2:
+                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()
+                        if progress:
+                            progress(1)
+        finally:
+            done, _ = wait(in_flight)
+        for future in done:
+            future.result()
+            if progress:
+                progress(1)

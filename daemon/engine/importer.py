@@ -1,0 +1,165 @@
+"""Import runs: fetch a source's documents after its cursor into the catalog."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from invoicesync.daemon.config.models import SourceConfig
+from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.storage.catalog import ImportStatus
+from invoicesync.plugins.errors import ConnectorError, TransientError
+from invoicesync.plugins.models import SkippedDocument, SourceDocument
+
+from .companies import assign_company
+from .runtime import Runtime
+
+_LOGGED = {
+    ImportStatus.NEW: "new",
+    ImportStatus.NEW_REVISION: "new_revision",
+    ImportStatus.METADATA: "metadata",
+}
+
+
+@dataclass
+class ImportSummary:
+    source: str
+    run_id: str
+    counts: Counter[str] = field(default_factory=Counter)
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.counts["failed"] == 0
+
+
+def run_import(
+    rt: Runtime,
+    source_cfg: SourceConfig,
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Fetch ``source_cfg`` into the catalog; one transaction per document."""
+    started = time.monotonic()
+    now = rt.clock.now
+    run_id = rt.runs.start("import", source_cfg.id, now())
+    log = get_logger(source=source_cfg.id, run_id=run_id)
+    summary = ImportSummary(source_cfg.id, run_id)
+    counts = summary.counts
+    for key in ("new", "new_revision", "metadata", "unchanged", "failed"):
+        counts[key] = 0
+    source = None
+    try:
+        source = rt.make_source(source_cfg)
+        fingerprints = rt.catalog.fingerprints(source_cfg.id)
+        generator = source.fetch(rt.catalog.cursor(source_cfg.id))
+        final_cursor: Any = None
+        while True:
+            if rt.stop.is_set():
+                generator.close()
+                summary.error = "interrupted by shutdown"
+                break
+            try:
+                item = next(generator)
+            except StopIteration as stop:
+                final_cursor = stop.value
+                rt.catalog.save_cursor(source_cfg.id, final_cursor, now())
+                break
+            if progress is not None:
+                progress(1)
+            _import_one(rt, source_cfg, item, fingerprints, counts, log)
+    except TransientError as exc:
+        summary.error = str(exc)
+        log.warning("connector.error", error=str(exc), transient=True)
+    except ConnectorError as exc:
+        summary.error = str(exc)
+        log.error("connector.error", error=str(exc), transient=False)
+    except Exception as exc:  # a bug in a plugin must not kill the daemon
+        summary.error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "connector.error",
+            error=summary.error,
+            transient=False,
+            traceback=traceback.format_exc(limit=5),
+        )
+    finally:
+        if source is not None:
+            try:
+                source.close()
+            except Exception as exc:
+                log.warning("connector.error", error=f"close failed: {exc}")
+    summary.duration_s = round(time.monotonic() - started, 3)
+    status = "ok" if summary.ok else ("failed" if summary.error else "partial")
+    rt.runs.finish(run_id, status, dict(counts), now(), summary.error)
+    log.info(
+        "import.finished",
+        status=status,
+        duration_s=summary.duration_s,
+        error=summary.error,
+        **counts,
+    )
+    return summary
+
+
+def _import_one(
+    rt: Runtime,
+    source_cfg: SourceConfig,
+    item: SourceDocument | SkippedDocument,
+    fingerprints: dict[str, str],
+    counts: Counter[str],
+    log: Any,
+) -> None:
+    now = rt.clock.now()
+    if isinstance(item, SkippedDocument):
+        counts["failed"] += 1
+        log.error(
+            "document.failed",
+            document=f"{source_cfg.id}/{item.external_id}",
+            stage="import",
+            reason=item.reason,
+        )
+        if item.cursor is not None:
+            rt.catalog.save_cursor(source_cfg.id, item.cursor, now)
+        return
+    if item.fingerprint is not None and fingerprints.get(item.external_id) == item.fingerprint:
+        counts["unchanged"] += 1
+        if item.cursor is not None:
+            rt.catalog.save_cursor(source_cfg.id, item.cursor, now)
+        return
+    item = assign_company(source_cfg.assign_company, item)
+    try:
+        outcome = rt.catalog.store(source_cfg.id, item, now)
+    except (ValueError, OSError) as exc:
+        counts["failed"] += 1
+        log.error(
+            "document.failed",
+            document=f"{source_cfg.id}/{item.external_id}",
+            stage="import",
+            reason=str(exc),
+        )
+        return
+    counts[outcome.status.value] += 1
+    if outcome.status in _LOGGED:
+        log.info(
+            "document.imported",
+            document=outcome.document_id,
+            change=_LOGGED[outcome.status],
+            revision=outcome.revision,
+        )
+        hook = rt.registry.hook.invoicesync_document_imported
+        if not rt.dry_run and hook.get_hookimpls():
+            document = rt.catalog.get(outcome.document_id)
+            try:
+                hook(
+                    document=document,
+                    source_id=source_cfg.id,
+                    new_revision=outcome.status is not ImportStatus.METADATA,
+                )
+            except Exception as exc:  # event hooks must never break an import
+                log.warning(
+                    "plugin.hook_failed", hook="invoicesync_document_imported", error=str(exc)
+                )

@@ -1,0 +1,168 @@
+"""Everything a run needs, built once from a validated configuration.
+
+A :class:`Runtime` owns the database engine, the catalog, the ledger, the run
+log, one compiled restriction evaluator and filename template per account, and
+creates connector instances. The daemon keeps one per configuration and builds
+a new one on reload; one-shot commands build one and close it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from invoicesync.daemon.config.loader import LoadedConfig
+from invoicesync.daemon.config.models import ExportConfig, SourceConfig
+from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
+from invoicesync.daemon.storage.blobs import BlobStore
+from invoicesync.daemon.storage.catalog import Catalog
+from invoicesync.daemon.storage.database import create_engine, database_url, migrate, open_database
+from invoicesync.daemon.storage.ledger import Ledger
+from invoicesync.daemon.storage.runs import RunLog
+from invoicesync.plugins.connectors import ConnectorContext, Source, Target
+from invoicesync.plugins.manager import PluginRegistry
+
+from .clock import Clock
+from .naming import FilenameTemplate
+
+
+@dataclass
+class Runtime:
+    """A configuration made ready to run."""
+
+    loaded: LoadedConfig
+    registry: PluginRegistry
+    clock: Clock
+    engine: sa.Engine
+    blobs: BlobStore
+    dry_run: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+    _scratch: Path | None = None
+    evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    templates: dict[str, FilenameTemplate] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.catalog = Catalog(self.engine, self.blobs)
+        self.ledger = Ledger(self.engine)
+        self.runs = RunLog(self.engine)
+        tz = self.config.tz
+        for account in self.config.exports:
+            self.evaluators[account.id] = compile_restrictions(
+                account.restrictions, tz, self.registry.checks
+            )
+            self.templates[account.id] = FilenameTemplate.parse(account.filename)
+
+    @property
+    def config(self) -> Any:
+        return self.loaded.config
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.config.state)
+
+    def connector_context(self, kind: str, ident: str) -> ConnectorContext:
+        state = self.state_dir / "connectors" / f"{kind}-{ident}"
+        if self.dry_run and self._scratch is not None:
+            state = self._scratch / "connectors" / f"{kind}-{ident}"
+        return ConnectorContext(
+            id=ident,
+            state_dir=state,
+            logger=get_logger(**{kind: ident}),
+            now=self.clock.now,
+            stop=self.stop,
+            dry_run=self.dry_run,
+        )
+
+    def make_source(self, source: SourceConfig) -> Source[Any]:
+        cls = self.registry.source_type(source.type)
+        context = self.connector_context("source", source.id)
+        context.state_dir.mkdir(parents=True, exist_ok=True)
+        return cls(source.id, self.loaded.source_options[source.id], context)
+
+    def make_target(self, account: ExportConfig) -> Target[Any]:
+        cls = self.registry.target_type(account.type)
+        context = self.connector_context("account", account.id)
+        if not self.dry_run:
+            context.state_dir.mkdir(parents=True, exist_ok=True)
+        return cls(account.id, self.loaded.export_options[account.id], context)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def open_runtime(
+    loaded: LoadedConfig,
+    registry: PluginRegistry,
+    clock: Clock,
+    *,
+    dry_run: bool = False,
+    read_only: bool = False,
+) -> Runtime:
+    """Connect to the state and build a Runtime.
+
+    ``dry_run`` works on a scratch copy of an SQLite catalog (sources may be
+    fetched, nothing is written to the real state or any target). With
+    PostgreSQL a dry run reads the real catalog and does not fetch.
+    """
+    config = loaded.config
+    state = Path(config.state)
+    url = database_url(state, config.database)
+    if dry_run:
+        scratch = Path(tempfile.mkdtemp(prefix="invoicesync-dry-run-"))
+        if url.startswith("sqlite"):
+            real = (
+                state / "catalog.sqlite3"
+                if not config.database
+                else Path(sa.make_url(url).database or "")
+            )
+            copy = scratch / "catalog.sqlite3"
+            if real.exists():
+                _sqlite_snapshot(real, copy)
+            engine = create_engine(f"sqlite:///{copy}")
+            migrate(engine)
+        else:
+            engine = create_engine(url)
+        blobs = BlobStore(state / "blobs", write=False)
+        return Runtime(loaded, registry, clock, engine, blobs, dry_run=True, _scratch=scratch)
+    if read_only and url.startswith("sqlite") and not (state / "catalog.sqlite3").exists():
+        # Reading commands on a fresh install: an empty scratch catalog, and
+        # nothing created in the real state folder.
+        scratch = Path(tempfile.mkdtemp(prefix="invoicesync-empty-"))
+        engine = create_engine(f"sqlite:///{scratch / 'catalog.sqlite3'}")
+        migrate(engine)
+        return Runtime(
+            loaded,
+            registry,
+            clock,
+            engine,
+            BlobStore(state / "blobs", write=False),
+            _scratch=scratch,
+        )
+    engine = open_database(state, config.database)
+    return Runtime(loaded, registry, clock, engine, BlobStore(state / "blobs"))
+
+
+def _sqlite_snapshot(source: Path, target: Path) -> None:
+    # The backup API reads a consistent snapshot through a read-only
+    # connection: the real catalog file is never written. When no -wal file
+    # exists no process has the catalog open, and ``immutable`` reads it
+    # without creating the -wal/-shm files that even a read-only WAL reader
+    # would leave behind (a dry run must not change the state folder at all).
+    wal = source.with_name(source.name + "-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    src = sqlite3.connect(f"file:{source}?{flags}", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()

@@ -1,0 +1,118 @@
+"""The schema, its migrations, the blob store, the catalog and the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from invoicesync.daemon.storage.blobs import BlobStore
+from invoicesync.daemon.storage.catalog import Catalog, ImportStatus
+from invoicesync.daemon.storage.database import open_database
+from invoicesync.daemon.storage.ledger import Ledger, LedgerState, NameTaken
+from invoicesync.daemon.storage.schema import metadata
+from invoicesync.plugins.models import DocumentMetadata, SourceDocument
+
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> sa.Engine:
+    return open_database(tmp_path / "state")
+
+
+@pytest.fixture
+def catalog(engine: sa.Engine, tmp_path: Path) -> Catalog:
+    return Catalog(engine, BlobStore(tmp_path / "state" / "blobs"))
+
+
+def test_migrations_create_exactly_the_declared_schema(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
+    open_database(tmp_path / "s").dispose()
+    engine = open_database(tmp_path / "s")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+
+
+def test_blob_store_is_content_addressed_and_deduplicates(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    data = b"%PDF-1.4 hello"
+    sha, size = blobs.put(data)
+    assert sha == hashlib.sha256(data).hexdigest() and size == len(data)
+    source = tmp_path / "in.pdf"
+    source.write_bytes(data)
+    assert blobs.put(source) == (sha, size)
+    assert blobs.path(sha).read_bytes() == data
+    assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == [blobs.path(sha)]
+
+
+def test_dry_blob_store_only_hashes(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs", write=False)
+    sha, _ = blobs.put(b"abc")
+    assert not blobs.exists(sha)
+    assert not (tmp_path / "blobs").exists()
+
+
+def _item(content: bytes, **meta: object) -> SourceDocument:
+    return SourceDocument(
+        "inv-1.pdf", "inv-1.pdf", content, metadata=DocumentMetadata.model_validate(meta)
+    )
+
+
+def test_catalog_tracks_new_revisions_and_metadata_changes(catalog: Catalog) -> None:
+    first = catalog.store("portal", _item(b"v1", number="A-1"), NOW)
+    assert (first.status, first.revision) == (ImportStatus.NEW, 1)
+    same = catalog.store("portal", _item(b"v1", number="A-1"), NOW + timedelta(hours=1))
+    assert same.status is ImportStatus.UNCHANGED
+    meta = catalog.store("portal", _item(b"v1", number="A-2"), NOW + timedelta(hours=2))
+    assert (meta.status, meta.revision) == (ImportStatus.METADATA, 1)
+    changed = catalog.store("portal", _item(b"v2", number="A-2"), NOW + timedelta(hours=3))
+    assert (changed.status, changed.revision) == (ImportStatus.NEW_REVISION, 2)
+    doc = catalog.get("portal/inv-1.pdf")
+    assert doc is not None
+    assert doc.number == "A-2" and doc.revision == 2
+    assert doc.import_date == NOW  # set once, on first import
+    assert doc.sha256 == hashlib.sha256(b"v2").hexdigest()
+
+
+def test_catalog_keeps_amounts_exact(catalog: Catalog) -> None:
+    catalog.store("p", _item(b"x", gross_amount="0.10", net_amount="1234567890.123"), NOW)
+    doc = catalog.get("p/inv-1.pdf")
+    assert doc is not None
+    assert str(doc.gross_amount) == "0.10" and str(doc.net_amount) == "1234567890.123"
+
+
+def test_checkpoint_cursor_commits_with_the_document(catalog: Catalog) -> None:
+    item = SourceDocument("a", "a.pdf", b"a", cursor="after-a")
+    catalog.store("p", item, NOW)
+    assert catalog.cursor("p") == "after-a"
+
+
+def test_ledger_reserves_names_uniquely_per_account(catalog: Catalog, engine: sa.Engine) -> None:
+    catalog.store("p", SourceDocument("a", "a.pdf", b"a"), NOW)
+    catalog.store("p", SourceDocument("b", "b.pdf", b"b"), NOW)
+    ledger = Ledger(engine)
+    ledger.reserve("acc", "p/a", 1, "sha-a", "x.pdf", NOW)
+    with pytest.raises(NameTaken):
+        ledger.reserve("acc", "p/b", 1, "sha-b", "x.pdf", NOW)
+    ledger.reserve("other", "p/b", 1, "sha-b", "x.pdf", NOW)  # another account: fine
+    ledger.mark_exported("acc", "p/a", "sha-a", "ref", NOW)
+    entry = ledger.entry("acc", "p/a")
+    assert entry is not None and entry.state is LedgerState.EXPORTED
+    assert entry.first_exported_at == NOW
+    assert ledger.counts("acc")[LedgerState.EXPORTED] == 1
