@@ -15,28 +15,31 @@ CONNECTOR_TESTS = Path(__file__).parent.parent / "connectors"
 SUITES = {"SourceConformance": "sources", "TargetConformance": "targets"}
 
 
+def _suite_kind(
+    classes: dict[str, ast.ClassDef], name: str, seen: frozenset[str] = frozenset()
+) -> str | None:
+    """"sources"/"targets" if class ``name`` derives from a suite (in its module)."""
+    node = classes.get(name)
+    if node is None or name in seen:
+        return None
+    for base in node.bases:
+        base_name = base.id if isinstance(base, ast.Name) else None
+        if base_name in SUITES:
+            return SUITES[base_name]
+        if base_name and (kind := _suite_kind(classes, base_name, seen | {name})):
+            return kind
+    return None
+
+
 def _conformance_classes() -> dict[str, set[str]]:
     """Class names (lower-cased) subclassing a suite, per kind, in tests/connectors."""
     found: dict[str, set[str]] = {"sources": set(), "targets": set()}
     for module in CONNECTOR_TESTS.glob("test_*.py"):
         tree = ast.parse(module.read_text(encoding="utf-8"))
         classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-
-        def kind(name: str, seen: frozenset[str] = frozenset()) -> str | None:
-            node = classes.get(name)
-            if node is None or name in seen:
-                return None
-            for base in node.bases:
-                base_name = base.id if isinstance(base, ast.Name) else None
-                if base_name in SUITES:
-                    return SUITES[base_name]
-                if base_name and (k := kind(base_name, seen | {name})):
-                    return k
-            return None
-
         for name in classes:
-            if (k := kind(name)) is not None:
-                found[k].add(name.lower())
+            if (kind := _suite_kind(classes, name)) is not None:
+                found[kind].add(name.lower())
     return found
 
 
