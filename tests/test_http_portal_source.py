@@ -291,6 +291,20 @@ def test_api_key_as_query_parameter(portal: Portal, tmp_path: Path) -> None:
     assert all("x-api-key" not in r.headers for r in portal.requests)
 
 
+def test_https_with_ca_file_and_untrusted_certificate(portal_factory: Any, tmp_path: Path) -> None:
+    secure: Portal = portal_factory(tls=True)
+    secure.auth = ("bearer", TOKEN)
+    contents = seed(secure, 2)
+    auth = {"type": "bearer", "token": TOKEN}
+    source = make_source(secure, tmp_path, auth=auth, ca_file=str(secure.ca_file))
+    assert [s.content for s in run_fetch(source).stored] == contents
+    with pytest.raises(ConnectorError, match=r"not trusted.*ca_file") as info:
+        make_source(secure, tmp_path, auth=auth).check()
+    assert not isinstance(info.value, TransientError)
+    unchecked = make_source(secure, tmp_path, auth=auth, verify_tls=False)
+    assert len(run_fetch(unchecked).stored) == 2
+
+
 def test_credentials_stay_on_the_portal_origin(portal_factory: Any, tmp_path: Path) -> None:
     api: Portal = portal_factory()
     cdn: Portal = portal_factory()  # another port: another origin
