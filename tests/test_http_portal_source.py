@@ -179,7 +179,6 @@ def test_429_retry_after_is_respected(portal: Portal, tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert run.ids == ["D001"]
     assert elapsed >= 1.0, "Retry-After: 1 must be waited for"
-    assert elapsed < 5
     retries = [f for _, e, f in logger.events if e == "http_portal.retry"]
     assert retries and retries[0]["problem"] == "HTTP 429" and retries[0]["wait_s"] == 1.0
 
