@@ -17,7 +17,6 @@ import secrets
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -94,7 +93,6 @@ class RcdServer:
             auth=(user, password),
             timeout=httpx.Timeout(transfer_timeout, connect=timeout),
         )
-        self._lock = threading.Lock()
 
     def _wait_listening(self, port: int, deadline: float) -> None:
         while True:
