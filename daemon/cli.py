@@ -196,6 +196,31 @@ def main(
 
 
 @main.command()
+@click.pass_obj
+def run(app: AppContext) -> None:
+    """Run as a daemon in the foreground: import and export on each schedule.
+
+    This is what systemd starts (see packaging/systemd/invoicesync.service).
+    Every source and export account with a `schedule:` gets a job; accounts
+    with `after_import: true` export after each import. Logs (JSON lines
+    when not on a terminal) go to stderr.
+
+    Signals: SIGHUP reloads the configuration (an invalid file is logged as
+    config.invalid and the running one stays); SIGTERM or Ctrl-C finish the
+    document in hand and exit within `daemon.grace_period`.
+    """
+    from invoicesync.daemon.scheduler.service import Daemon, LogOverrides
+
+    daemon = Daemon(
+        app.loaded,
+        app.registry,
+        app.clock,
+        log_overrides=LogOverrides(app.log_format, app.log_level),
+    )
+    sys.exit(daemon.run())
+
+
+@main.command()
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @click.pass_obj
 def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
@@ -245,9 +270,8 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
             fetch_first = False
 
         def plan(p: Any) -> None:
-            app.out.print(
-                f"{p.account}\t{p.document_id}\t-> {p.remote_name}\t({p.reason})", markup=False
-            )
+            # Plain tab-separated lines (rich would expand the tabs): easy to grep and cut.
+            click.echo(f"{p.account}\t{p.document_id}\t-> {p.remote_name}\t({p.reason})")
 
         try:
             result = do_sync(
@@ -514,6 +538,43 @@ def config_schema(app: AppContext, output: Path | None) -> None:
         output.write_text(text + "\n", encoding="utf-8")
     else:
         click.echo(text)
+
+
+@main.group()
+def secret() -> None:
+    """Store or delete secrets in the system keyring.
+
+    The configuration refers to a stored secret as `keyring:NAME`. On a
+    headless server without a keyring, use `env:VAR` or systemd credentials
+    (`credential:NAME`) instead; see docs/secrets.md.
+    """
+
+
+@secret.command("set")
+@click.argument("name")
+def secret_set(name: str) -> None:
+    """Prompt for a secret (not echoed) and store it in the keyring as NAME."""
+    from invoicesync.daemon.config.secrets import SecretError, set_secret
+
+    value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    try:
+        set_secret(name, value)
+    except SecretError as exc:
+        fail(str(exc))
+    click.echo(f"stored; refer to it as keyring:{name}")
+
+
+@secret.command("delete")
+@click.argument("name")
+def secret_delete(name: str) -> None:
+    """Remove the secret NAME from the keyring."""
+    from invoicesync.daemon.config.secrets import SecretError, delete_secret
+
+    try:
+        delete_secret(name)
+    except SecretError as exc:
+        fail(str(exc))
+    click.echo(f"deleted {name}")
 
 
 def _known(given: tuple[str, ...] | list[str], known: list[str], what: str) -> None:
