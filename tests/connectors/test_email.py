@@ -164,6 +164,26 @@ def test_transient_452_then_accepted_gives_one_mail(smtp_factory: Factory, tmp_p
     assert attachments(parse(server.handler.messages[0].content)) == [("invoice.pdf", PDF)]
 
 
+def test_connection_lost_during_data_then_retry_gives_one_mail(
+    smtp_factory: Factory, tmp_path: Path
+) -> None:
+    server = smtp_factory("starttls")
+    server.handler.drop_on_data = 1
+    target = make_target(tmp_path, server.options())
+    item = make_item(tmp_path, PDF)
+    with pytest.raises(TransientError) as info:
+        target.export(item)
+    assert not isinstance(info.value, PermanentError)
+    assert server.handler.messages == []
+    ref = target.export(item).remote_ref  # the retry reconnects by itself
+    target.export(item)  # and a further re-export sends nothing
+    target.close()
+    assert len(server.handler.messages) == 1
+    msg = parse(server.handler.messages[0].content)
+    assert msg["Message-ID"] == ref
+    assert attachments(msg) == [("invoice.pdf", PDF)]
+
+
 def test_permanent_554_carries_the_reply_text(smtp_factory: Factory, tmp_path: Path) -> None:
     server = smtp_factory("tls")
     server.handler.data_replies.extend(["554 5.7.1 Attachment type not allowed"])
