@@ -230,6 +230,25 @@ def test_wrong_password_is_an_access_error_without_the_password(
     assert server.handler.messages == []
 
 
+def test_refused_login_is_not_repeated_for_every_document(
+    smtp_factory: Factory, tmp_path: Path
+) -> None:
+    server = smtp_factory("starttls")
+    target = make_target(tmp_path, server.options(password="wrong-pass-987"))
+    with pytest.raises(EmailAccessError, match="535"):
+        target.export(make_item(tmp_path, PDF, external_id="first"))
+    per_login = server.handler.auth_attempts  # smtplib tries each offered mechanism
+    assert per_login >= 1
+    for n in range(4):
+        with pytest.raises(EmailAccessError, match="535"):
+            target.export(make_item(tmp_path, PDF + bytes([n]), external_id=f"d{n}"))
+    assert server.handler.auth_attempts == per_login  # the same error, fast: no lockout
+    with pytest.raises(EmailAccessError):
+        target.check()  # an explicit check always tries again
+    assert server.handler.auth_attempts == 2 * per_login
+    target.close()
+
+
 def test_untrusted_certificate_is_refused(smtp_factory: Factory, tmp_path: Path) -> None:
     server = smtp_factory("tls")
     options = server.options()
