@@ -305,7 +305,8 @@ class SftpTarget(Target[SftpOptions]):
             else None
         )
         try:
-            return pm.PKey.from_path(o.private_key, passphrase=passphrase)
+            # Positional: paramiko 5 renamed the keyword (passphrase -> password).
+            return pm.PKey.from_path(o.private_key, passphrase)
         except OSError as exc:
             raise SftpAccessError(
                 f"cannot read private_key {o.private_key}: {exc.strerror or exc}"
