@@ -29,9 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fixtures.export_items import context, make_item  # noqa: E402
 from fixtures.smtp_server import make_certificate, start_smtp  # noqa: E402
 from fixtures.sshd import start_sshd  # noqa: E402
+from fixtures.target_items import context, make_item  # noqa: E402
 from invoicesync.connectors_builtin.email import EmailTarget  # noqa: E402
 from invoicesync.connectors_builtin.sftp import SftpTarget  # noqa: E402
 

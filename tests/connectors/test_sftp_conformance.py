@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.export_items import context
 from fixtures.sshd import SshServer, sshd_fixture  # noqa: F401 (a fixture)
+from fixtures.target_items import context
 from helpers import IN_CI
 from invoicesync.connectors_builtin.sftp import SftpTarget
 
