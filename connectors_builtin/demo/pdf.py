@@ -45,17 +45,22 @@ _NEEDS_ESCAPE = re.compile(r"[\x00-\x1f()\\]")
 
 
 def _literal(text: str) -> str:
-    """Quote text as a PDF literal string (still a str; encoded by the caller)."""
+    """Quote text as a PDF literal string, as a str of byte values (see _encode)."""
     # str.translate is slow; most lines need no escaping at all.
     if _NEEDS_ESCAPE.search(text):
         text = text.translate(_ESCAPES)
+    if not text.isascii():
+        # WinAnsiEncoding is (nearly) Windows-1252, which covers German
+        # umlauts and the euro sign; anything else becomes "?" rather than
+        # failing. The cp1252 codec is slow, so only non-ASCII lines take it;
+        # decoding as Latin-1 maps each resulting byte to one code point.
+        text = text.encode("cp1252", errors="replace").decode("latin-1")
     return "(" + text + ")"
 
 
 def _encode(text: str) -> bytes:
-    # WinAnsiEncoding is (nearly) Windows-1252, which covers German umlauts
-    # and the euro sign; anything else becomes "?" rather than failing.
-    return text.encode("cp1252", errors="replace")
+    # Every code point is < 256 here (see _literal): Latin-1 is a 1:1 mapping.
+    return text.encode("latin-1")
 
 
 def _content_stream(lines: Sequence[PdfLine], rules: Sequence[int]) -> bytes:
@@ -70,6 +75,17 @@ def _content_stream(lines: Sequence[PdfLine], rules: Sequence[int]) -> bytes:
     )
     ops.append("")
     return _encode("\n".join(ops))
+
+
+def _text_string(text: str) -> bytes:
+    """A PDF text string for the information dictionary.
+
+    Outside content streams PDF uses PDFDocEncoding, not WinAnsiEncoding, so
+    non-ASCII text is written as UTF-16BE with a byte order mark instead.
+    """
+    if text.isascii():
+        return _encode(_literal(text))
+    return b"<FEFF" + text.encode("utf-16-be").hex().upper().encode() + b">"
 
 
 def _pdf_date(day: date) -> bytes:
@@ -99,7 +115,7 @@ def render_pdf(
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",
         b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"endstream",
         b"<< /Title "
-        + _encode(_literal(title))
+        + _text_string(title)
         + b" /Producer (invoicesync demo portal) /CreationDate "
         + _pdf_date(day)
         + b" >>",

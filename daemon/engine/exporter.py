@@ -10,6 +10,7 @@ retried with exponential back-off and jitter; permanent ones are rejected.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -177,11 +178,11 @@ class _AccountRun:
 
     def free_name(self, document: Document, base: str) -> str:
         """``base``, or ``base`` with ``_{sha8}`` (then ``-2``...) when held by another."""
-        candidates = [base, with_suffix_before_extension(base, f"_{document.sha8}")]
-        candidates += [
-            with_suffix_before_extension(base, f"_{document.sha8}-{n}") for n in range(2, 100)
-        ]
-        for name in candidates:
+        suffixes = itertools.chain(
+            [""], [f"_{document.sha8}"], (f"_{document.sha8}-{n}" for n in range(2, 100))
+        )
+        for suffix in suffixes:
+            name = with_suffix_before_extension(base, suffix) if suffix else base
             holder = self.rt.ledger.name_holder(self.account.id, name)
             if holder in (None, document.id) and (name not in self.planned_names):
                 return name

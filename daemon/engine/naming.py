@@ -118,8 +118,12 @@ class FilenameTemplate:
                 text = value.strftime(part.spec or "%Y-%m-%d")
             else:
                 text = str(value) if value not in (None, "") else MISSING
-            # A value must never create a folder: separators become '_'.
-            out.append(str(text).replace("/", "_").replace("\\", "_"))
+            # A value must never create a folder: separators become '_'; and a
+            # value of only dots ("..") must not merge with the extension's dot.
+            text = str(text).replace("/", "_").replace("\\", "_")
+            if text.strip(".") == "":
+                text = "_" * len(text)
+            out.append(text)
         return sanitize_path("".join(out))
 
 

@@ -1,25 +1,93 @@
-"""Deciding, per document, whether an export account takes it."""
+"""Deciding, per document, whether an export account takes it (SPEC section 2).
+
+:func:`compile_restrictions` turns a validated ``restrictions:`` block into an
+:class:`Evaluator` once per account. The evaluator is pure (no I/O, no clock:
+the caller passes ``now``) and cheap per document: sets and bounds are built
+at compile time, and everything that depends only on ``now`` (today, the day
+window, its UTC bounds) is computed once per distinct ``now``.
+
+Two ways to ask:
+
+* :meth:`Evaluator.evaluate` returns a :class:`Decision` with every check and
+  a human reason for each (``explain``, ``sync --dry-run``). Reasons are
+  formatted lazily, on first access, so a sync that only reads ``export``
+  does not pay for the sentences.
+* :meth:`Evaluator.accepts` returns just the verdict, stopping at the first
+  failed check. It always equals ``evaluate(...).export``.
+
+:meth:`Evaluator.sql_filter` gives the origins and period checks as a WHERE
+clause so the catalog selects candidates in bulk (see :mod:`.sql`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from invoicesync.plugins.checks import AttributeCheck
+from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.models import Document
+from pydantic import BaseModel, ValidationError
 
-from .config import OriginsMode, RestrictionsConfig
+from . import sql
+from .config import (
+    BUILTIN_ATTRIBUTES,
+    AmountRange,
+    AttributesConfig,
+    MissingDate,
+    OriginsConfig,
+    OriginsMode,
+    PeriodConfig,
+    RelativeTo,
+    RestrictionsConfig,
+    TagsConfig,
+    validate_check_options,
+)
+from .periods import DayWindow, local_day, local_today, parse_span, preset_window, span_start
+
+__all__ = ["Check", "Decision", "Evaluator", "compile_restrictions"]
 
 
-@dataclass(frozen=True)
 class Check:
-    """One restriction check's outcome for one document."""
+    """One restriction check's outcome for one document.
 
-    name: str
-    passed: bool
-    reason: str
+    ``reason`` is a sentence for people (``explain``, ``--dry-run``). It may
+    be given as a zero-argument callable; it is then formatted on first
+    access and remembered.
+    """
+
+    __slots__ = ("_reason", "name", "passed")
+
+    def __init__(self, name: str, passed: bool, reason: str | Callable[[], str]) -> None:
+        self.name = name
+        self.passed = passed
+        self._reason = reason
+
+    @property
+    def reason(self) -> str:
+        reason = self._reason
+        if not isinstance(reason, str):
+            reason = reason()
+            self._reason = reason
+        return reason
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Check):
+            return NotImplemented
+        return (self.name, self.passed, self.reason) == (other.name, other.passed, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.passed, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Check(name={self.name!r}, passed={self.passed!r}, reason={self.reason!r})"
+
+    def __str__(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'} {self.name}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -34,52 +102,480 @@ class Decision:
         """The first failed check, or None when the document goes."""
         return next((c for c in self.checks if not c.passed), None)
 
+    @property
+    def summary(self) -> str:
+        """One line for ``sync --dry-run``: why the document goes or stays.
+
+        A rejection names the deciding check and its reason; an export names
+        the checks that passed (or says there are no restrictions).
+        """
+        failed = self.deciding
+        if failed is not None:
+            return f"{failed.name}: {failed.reason}"
+        names = [c.name for c in self.checks if c.name != "all"]
+        if not names:
+            return "no restrictions: the account syncs every document"
+        return "passes " + ", ".join(names)
+
+
+# -- per-`now` state -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Everything that depends on the evaluation time only."""
+
+    now: datetime
+    today: date
+    window: DayWindow | None
+    label: str  # how the window was written, for reasons
+
+
+# -- rules -------------------------------------------------------------------------
+
+
+class _Rule:
+    """A compiled check. ``passes`` is the hot path; ``reason`` runs only on demand."""
+
+    name: str
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        raise NotImplementedError
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        raise NotImplementedError
+
+
+def _listing(values: Iterable[object]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+class _Origins(_Rule):
+    name = "origins"
+
+    def __init__(self, config: OriginsConfig) -> None:
+        self.include = config.mode is OriginsMode.INCLUDE
+        self.sources = frozenset(config.sources)
+        self.companies = frozenset(config.companies)
+
+    def matches(self, doc: Document) -> bool:
+        return doc.source in self.sources or (
+            doc.company is not None and doc.company in self.companies
+        )
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        return self.matches(doc) is self.include
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        which = "include" if self.include else "exclude"
+        if doc.source in self.sources:
+            return f"source {doc.source!r} is in the {which} list"
+        if doc.company is not None and doc.company in self.companies:
+            return f"company {doc.company!r} is in the {which} list"
+        company = "no company" if doc.company is None else f"company {doc.company!r}"
+        return f"neither source {doc.source!r} nor {company} is in the {which} list"
+
+
+class _Period(_Rule):
+    name = "period"
+
+    def __init__(self, config: PeriodConfig, tz: ZoneInfo) -> None:
+        self.config = config
+        self.tz = tz
+        self.by_import = config.relative_to is RelativeTo.IMPORT_DATE
+        self.missing_ok = config.on_missing_date is MissingDate.INCLUDE
+        self.span = parse_span(config.last) if config.last is not None else None
+
+    def window(self, today: date) -> tuple[DayWindow, str]:
+        c = self.config
+        zone = f"today {today} {self.tz}"
+        if c.since is not None:
+            return DayWindow(c.since, None), f"since: {c.since}"
+        if c.until is not None:
+            return DayWindow(None, c.until), f"until: {c.until}"
+        if c.between is not None:
+            return DayWindow(*c.between), f"between: {c.between[0]} and {c.between[1]}"
+        if self.span is not None:
+            return DayWindow(span_start(today, self.span), today), f"last: {self.span}, {zone}"
+        assert c.preset is not None  # validation guarantees exactly one form
+        return DayWindow(*preset_window(c.preset, today)), f"preset: {c.preset}, {zone}"
+
+    def day(self, doc: Document) -> date | None:
+        if self.by_import:
+            return local_day(doc.import_date, self.tz)
+        return doc.document_date
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        day = self.day(doc)
+        if day is None:
+            return self.missing_ok
+        window = clock.window
+        assert window is not None
+        return window.contains(day)
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        day = self.day(doc)
+        if day is None:
+            verdict = "lets it through" if passed else "leaves it out"
+            return f"no document date; on_missing_date: {self.config.on_missing_date} {verdict}"
+        if self.by_import:
+            stamp = doc.import_date.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+            subject = f"import date {day} (imported {stamp} UTC)"
+        else:
+            subject = f"document date {day}"
+        window = clock.window
+        assert window is not None
+        if window.first is not None and day < window.first:
+            where = f"is before {window.first}"
+        elif window.last is not None and day > window.last:
+            where = f"is after {window.last}"
+        else:
+            where = f"is within {window.describe()}"
+        return f"{subject} {where} ({clock.label})"
+
+
+class _Types(_Rule):
+    name = "attributes.types"
+
+    def __init__(self, types: Sequence[str]) -> None:
+        self.values = frozenset(types)
+        self.shown = _listing(types)
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        return doc.type in self.values
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        return f"type {doc.type} is {'' if passed else 'not '}one of {self.shown}"
+
+
+class _Tags(_Rule):
+    name = "attributes.tags"
+
+    def __init__(self, config: TagsConfig) -> None:
+        self.any_of = frozenset(t.casefold() for t in config.any_of)
+        self.all_of = frozenset(t.casefold() for t in config.all_of)
+        self.none_of = frozenset(t.casefold() for t in config.none_of)
+        self.config = config
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        tags = {t.casefold() for t in doc.tags}
+        return (
+            (not self.any_of or not self.any_of.isdisjoint(tags))
+            and self.all_of <= tags
+            and self.none_of.isdisjoint(tags)
+        )
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        tags = {t.casefold() for t in doc.tags}
+        shown = "{" + ", ".join(sorted(doc.tags, key=str.casefold)) + "}" if tags else "no tags"
+        parts: list[str] = []
+        if self.any_of:
+            hit = sorted(self.any_of & tags)
+            parts.append(
+                f"has {_listing(hit)} (any_of)"
+                if hit
+                else f"has none of any_of: {_listing(self.config.any_of)}"
+            )
+        if self.all_of:
+            missing = [t for t in self.config.all_of if t.casefold() not in tags]
+            parts.append(
+                f"lacks {_listing(missing)} (all_of)" if missing else "has every tag of all_of"
+            )
+        if self.none_of:
+            bad = [t for t in self.config.none_of if t.casefold() in tags]
+            parts.append(
+                f"has {_listing(bad)} (none_of)" if bad else "has none of the none_of tags"
+            )
+        return f"tags {shown}: " + ("; ".join(parts) if parts else "no tag conditions")
+
+
+class _PaymentStatus(_Rule):
+    name = "attributes.payment_status"
+
+    def __init__(self, statuses: Sequence[str]) -> None:
+        self.values = frozenset(statuses)
+        self.shown = _listing(statuses)
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        return doc.payment_status in self.values
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        return (
+            f"payment status {doc.payment_status} is {'' if passed else 'not '}one of {self.shown}"
+        )
+
+
+class _Approved(_Rule):
+    name = "attributes.approved"
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        return doc.approved is self.wanted
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        state = "approved" if doc.approved else "not approved"
+        need = "approved" if self.wanted else "not approved"
+        return f"document is {state}" + ("" if passed else f"; the account wants {need}")
+
+
+class _GrossAmount(_Rule):
+    name = "attributes.gross_amount"
+
+    def __init__(self, config: AmountRange) -> None:
+        self.min: Decimal | None = config.min
+        self.max: Decimal | None = config.max
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        amount = doc.gross_amount
+        if amount is None:
+            return False
+        return (self.min is None or amount >= self.min) and (self.max is None or amount <= self.max)
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        amount = doc.gross_amount
+        if amount is None:
+            return "no gross amount"
+        shown = f"gross amount {amount}" + (f" {doc.currency}" if doc.currency else "")
+        if self.min is not None and amount < self.min:
+            return f"{shown} is below the minimum {self.min}"
+        if self.max is not None and amount > self.max:
+            return f"{shown} is above the maximum {self.max}"
+        lo = "" if self.min is None else f"min {self.min}"
+        hi = "" if self.max is None else f"max {self.max}"
+        return f"{shown} is within {', '.join(p for p in (lo, hi) if p)}"
+
+
+class _Currencies(_Rule):
+    name = "attributes.currencies"
+
+    def __init__(self, currencies: Sequence[str]) -> None:
+        self.values = frozenset(currencies)
+        self.shown = _listing(currencies)
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        return doc.currency is not None and doc.currency in self.values
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        if doc.currency is None:
+            return f"no currency (wanted one of {self.shown})"
+        return f"currency {doc.currency} is {'' if passed else 'not '}one of {self.shown}"
+
+
+class _Fields(_Rule):
+    name = "attributes.fields"
+
+    def __init__(self, fields: Mapping[str, Sequence[str]]) -> None:
+        self.items = [(key, frozenset(values), _listing(values)) for key, values in fields.items()]
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        fields = doc.fields
+        return all(fields.get(key) in values for key, values, _ in self.items)
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        parts = []
+        for key, values, shown in self.items:
+            value = doc.fields.get(key)
+            if value is None:
+                parts.append(f"field {key} is missing (wanted one of {shown})")
+            elif value in values:
+                parts.append(f"field {key} is {value!r}")
+            else:
+                parts.append(f"field {key} is {value!r}, not one of {shown}")
+        return "; ".join(parts)
+
+
+class _Plugin(_Rule):
+    def __init__(self, key: str, check: AttributeCheck) -> None:
+        self.name = f"attributes.{key}"
+        self.check = check
+
+    def passes(self, doc: Document, clock: _Clock) -> bool:
+        return self.check.evaluate(doc).passed
+
+    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
+        return self.check.evaluate(doc).reason
+
+
+# -- the evaluator ----------------------------------------------------------------
+
 
 class Evaluator:
-    """A compiled ``restrictions:`` block."""
+    """A compiled ``restrictions:`` block for one export account."""
 
-    def __init__(self, config: RestrictionsConfig | None, tz: ZoneInfo) -> None:
+    def __init__(
+        self,
+        config: RestrictionsConfig | None,
+        tz: ZoneInfo,
+        checks: Mapping[str, type[AttributeCheck]] | None = None,
+    ) -> None:
         self.config = config or RestrictionsConfig()
         self.tz = tz
+        self._origins = _Origins(self.config.origins) if self.config.origins else None
+        self._period = _Period(self.config.period, tz) if self.config.period else None
+        rules: list[_Rule] = []
+        if self._origins is not None:
+            rules.append(self._origins)
+        if self._period is not None:
+            rules.append(self._period)
+        if self.config.attributes is not None:
+            rules.extend(_attribute_rules(self.config.attributes, checks))
+        self._rules: tuple[_Rule, ...] = tuple(rules)
+        self._clock: _Clock | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        """True when the account syncs every document."""
+        return not self._rules
+
+    def _clock_for(self, now: datetime) -> _Clock:
+        # One sync evaluates thousands of documents at the same `now`; the
+        # day window is computed once per distinct `now`. The single cached
+        # tuple is replaced atomically, so concurrent callers are safe.
+        clock = self._clock
+        if clock is not None and clock.now == now:
+            return clock
+        today = local_today(now, self.tz)  # a naive `now` is read as UTC
+        window, label = (None, "")
+        if self._period is not None:
+            window, label = self._period.window(today)
+        clock = _Clock(now, today, window, label)
+        self._clock = clock
+        return clock
+
+    def window(self, now: datetime) -> DayWindow | None:
+        """The period's inclusive local-day window at ``now`` (None without a period)."""
+        return self._clock_for(now).window
+
+    def accepts(self, document: Document, now: datetime) -> bool:
+        """The verdict alone, stopping at the first failed check."""
+        clock = self._clock_for(now)
+        # A plain loop, not all(<generator>): this is the hot path and the
+        # generator costs a frame per document.
+        for rule in self._rules:  # noqa: SIM110
+            if not rule.passes(document, clock):
+                return False
+        return True
 
     def evaluate(self, document: Document, now: datetime) -> Decision:
-        checks: list[Check] = []
-        origins = self.config.origins
-        if origins is not None:
-            in_list = document.source in origins.sources or (
-                document.company is not None and document.company in origins.companies
+        """Every check with its outcome and reason; exported iff all passed."""
+        clock = self._clock_for(now)
+        if not self._rules:
+            return Decision(
+                True, [Check("all", True, "no restrictions: the account syncs every document")]
             )
-            where = f"source {document.source!r}, company {document.company!r}"
-            if origins.mode is OriginsMode.INCLUDE:
-                checks.append(
-                    Check(
-                        "origins",
-                        in_list,
-                        f"{where} {'is' if in_list else 'is not'} in the include list",
-                    )
-                )
-            else:
-                checks.append(
-                    Check(
-                        "origins",
-                        not in_list,
-                        f"{where} {'is' if in_list else 'is not'} in the exclude list",
-                    )
-                )
-        if not checks:
-            checks.append(Check("all", True, "no restrictions: the account syncs every document"))
-        return Decision(all(c.passed for c in checks), checks)
+        checks: list[Check] = []
+        export = True
+        for rule in self._rules:
+            passed = rule.passes(document, clock)
+            export = export and passed
+            checks.append(Check(rule.name, passed, _Reason(rule, document, clock, passed)))
+        return Decision(export, checks)
 
     def sql_filter(self, documents: sa.Table, now: datetime) -> sa.ColumnElement[bool] | None:
-        """A WHERE clause that selects a superset of the documents ``evaluate`` accepts.
+        """A WHERE clause selecting exactly the documents whose origins and
+        period checks pass at ``now`` (None: no such checks, select all).
 
-        None means "no pre-filter". Every verdict still comes from ``evaluate``.
+        That is a superset of what :meth:`evaluate` accepts; the caller still
+        evaluates each candidate for the attribute checks. The clause is
+        dialect-neutral Core and uses the indexed ``source``, ``company``,
+        ``document_date`` and ``import_date`` columns.
         """
-        return None
+        clauses: list[sa.ColumnElement[bool]] = []
+        if self._origins is not None:
+            clause = sql.origins_clause(
+                documents,
+                include=self._origins.include,
+                sources=self._origins.sources,
+                companies=self._origins.companies,
+            )
+            if clause is not None:
+                clauses.append(clause)
+        if self._period is not None:
+            window = self._clock_for(now).window
+            assert window is not None
+            if self._period.by_import:
+                clauses.append(sql.import_date_clause(documents, window, self.tz))
+            else:
+                clauses.append(
+                    sql.document_date_clause(documents, window, missing_ok=self._period.missing_ok)
+                )
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else sa.and_(*clauses)
+
+
+class _Reason:
+    """A deferred reason: formatted only when someone reads it."""
+
+    __slots__ = ("clock", "doc", "passed", "rule")
+
+    def __init__(self, rule: _Rule, doc: Document, clock: _Clock, passed: bool) -> None:
+        self.rule = rule
+        self.doc = doc
+        self.clock = clock
+        self.passed = passed
+
+    def __call__(self) -> str:
+        return self.rule.reason(self.doc, self.clock, self.passed)
+
+
+def _attribute_rules(
+    config: AttributesConfig, checks: Mapping[str, type[AttributeCheck]] | None
+) -> list[_Rule]:
+    rules: list[_Rule] = []
+    if config.types is not None:
+        rules.append(_Types([str(t) for t in config.types]))
+    if config.tags is not None:
+        rules.append(_Tags(config.tags))
+    if config.payment_status is not None:
+        rules.append(_PaymentStatus([str(s) for s in config.payment_status]))
+    if config.approved is not None:
+        rules.append(_Approved(config.approved))
+    if config.gross_amount is not None:
+        rules.append(_GrossAmount(config.gross_amount))
+    if config.currencies is not None:
+        rules.append(_Currencies(config.currencies))
+    if config.fields is not None:
+        rules.append(_Fields(config.fields))
+    plugin_values = config.plugin_options()
+    if plugin_values:
+        if checks is None:
+            from .builtin_checks import BUILTIN_CHECKS
+
+            checks = {c.key: c for c in BUILTIN_CHECKS}
+        for key, value in plugin_values.items():
+            check = checks.get(key)
+            if check is None:
+                known = ", ".join(sorted({*BUILTIN_ATTRIBUTES, *checks}))
+                raise ConfigurationError(
+                    f"restrictions.attributes.{key}: unknown attribute check {key!r}; "
+                    f"known: {known}"
+                )
+            try:
+                options: BaseModel = validate_check_options(key, value, check)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ConfigurationError(
+                    f"restrictions.attributes.{where}: {first['msg']}"
+                ) from None
+            rules.append(_Plugin(key, check(options)))
+    return rules
 
 
 def compile_restrictions(
-    config: RestrictionsConfig | None, tz: ZoneInfo, checks: dict[str, Any] | None = None
+    config: RestrictionsConfig | None,
+    tz: ZoneInfo,
+    checks: Mapping[str, type[AttributeCheck]] | None = None,
 ) -> Evaluator:
-    """Build the evaluator for one account (validation already happened in the config)."""
-    return Evaluator(config, tz)
+    """Build the evaluator for one account.
+
+    ``checks`` are the registered attribute checks (``PluginRegistry.checks``);
+    None means the built-in ones only. Plugin check values that the
+    configuration loader already validated (with a ``checks`` context) are
+    used as they are; others are validated here, and an unknown key raises
+    :class:`ConfigurationError`.
+    """
+    return Evaluator(config, tz, checks)

@@ -26,6 +26,21 @@ _METADATA_FIELDS = tuple(DocumentMetadata.model_fields)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+_SELECT_ONE = sa.select(documents).where(documents.c.id == sa.bindparam("doc_id"))
+_INSERT = documents.insert()
+_UPDATE = (
+    documents.update()
+    .where(documents.c.id == sa.bindparam("doc_id"))
+    .values(
+        {
+            c.name: sa.bindparam(c.name)
+            for c in documents.c
+            if c.name not in ("id", "source", "external_id", "import_date")
+        }
+    )
+)
+
+
 class ImportStatus(StrEnum):
     NEW = "new"
     NEW_REVISION = "new_revision"
@@ -146,11 +161,15 @@ class Catalog:
             item.media_type or mimetypes.guess_type(item.filename)[0] or "application/octet-stream"
         )
         meta = _metadata_columns(item.metadata)
+        # Statements take their values as execution parameters (not .values()),
+        # so SQLAlchemy compiles each statement once and reuses it: this is
+        # the hot path of every import.
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(documents).where(documents.c.id == doc_id)).first()
+            row = conn.execute(_SELECT_ONE, {"doc_id": doc_id}).first()
             if row is None:
                 conn.execute(
-                    documents.insert().values(
+                    _INSERT,
+                    dict(
                         id=doc_id,
                         source=source_id,
                         external_id=item.external_id,
@@ -163,16 +182,16 @@ class Catalog:
                         fingerprint=item.fingerprint,
                         updated_at=now,
                         **meta,
-                    )
+                    ),
                 )
                 self._add_revision(conn, doc_id, 1, sha, size, item.filename, now)
                 outcome = ImportOutcome(ImportStatus.NEW, doc_id, 1)
             elif row.sha256 != sha:
                 revision = row.revision + 1
                 conn.execute(
-                    documents.update()
-                    .where(documents.c.id == doc_id)
-                    .values(
+                    _UPDATE,
+                    dict(
+                        doc_id=doc_id,
                         filename=item.filename,
                         media_type=media_type,
                         size=size,
@@ -181,7 +200,7 @@ class Catalog:
                         fingerprint=item.fingerprint,
                         updated_at=now,
                         **meta,
-                    )
+                    ),
                 )
                 self._add_revision(conn, doc_id, revision, sha, size, item.filename, now)
                 outcome = ImportOutcome(ImportStatus.NEW_REVISION, doc_id, revision)
@@ -195,15 +214,18 @@ class Catalog:
                 )
                 if changed or row.fingerprint != item.fingerprint:
                     conn.execute(
-                        documents.update()
-                        .where(documents.c.id == doc_id)
-                        .values(
+                        _UPDATE,
+                        dict(
+                            doc_id=doc_id,
                             filename=item.filename,
                             media_type=media_type,
+                            size=row.size,
+                            sha256=row.sha256,
+                            revision=row.revision,
                             fingerprint=item.fingerprint,
                             updated_at=now if changed else row.updated_at,
                             **meta,
-                        )
+                        ),
                     )
                 status = ImportStatus.METADATA if changed else ImportStatus.UNCHANGED
                 outcome = ImportOutcome(status, doc_id, row.revision)
@@ -222,14 +244,15 @@ class Catalog:
         now: datetime,
     ) -> None:
         conn.execute(
-            document_revisions.insert().values(
+            document_revisions.insert(),
+            dict(
                 document_id=doc_id,
                 revision=revision,
                 sha256=sha,
                 size=size,
                 filename=filename,
                 imported_at=now,
-            )
+            ),
         )
 
 

@@ -19,6 +19,21 @@ import sqlalchemy as sa
 
 from .schema import documents, ledger
 
+_WHERE_ROW = sa.and_(
+    ledger.c.account == sa.bindparam("acc"), ledger.c.document_id == sa.bindparam("doc")
+)
+_NAME_HOLDER = sa.select(ledger.c.document_id).where(
+    ledger.c.account == sa.bindparam("acc"), ledger.c.remote_name == sa.bindparam("name")
+)
+_INSERT = ledger.insert()
+_RESERVE = (
+    ledger.update()
+    .where(_WHERE_ROW)
+    .values(
+        {n: sa.bindparam(n) for n in ("state", "revision", "sha256", "remote_name", "updated_at")}
+    )
+)
+
 
 class LedgerState(StrEnum):
     EXPORTING = "exporting"
@@ -81,9 +96,7 @@ class Ledger:
         """The document that holds ``remote_name`` in ``account``, if any."""
         with self.engine.connect() as conn:
             return conn.execute(
-                sa.select(ledger.c.document_id).where(
-                    ledger.c.account == account, ledger.c.remote_name == remote_name
-                )
+                _NAME_HOLDER, {"acc": account, "name": remote_name}
             ).scalar_one_or_none()
 
     def reserve(
@@ -97,30 +110,19 @@ class Ledger:
     ) -> None:
         """Record the intent to export; raises NameTaken if the name is held."""
         try:
+            params = dict(
+                state=LedgerState.EXPORTING.value,
+                revision=revision,
+                sha256=sha256,
+                remote_name=remote_name,
+                updated_at=now,
+            )
             with self.engine.begin() as conn:
-                updated = conn.execute(
-                    ledger.update()
-                    .where(ledger.c.account == account, ledger.c.document_id == document_id)
-                    .values(
-                        state=LedgerState.EXPORTING.value,
-                        revision=revision,
-                        sha256=sha256,
-                        remote_name=remote_name,
-                        updated_at=now,
-                    )
-                )
+                updated = conn.execute(_RESERVE, {"acc": account, "doc": document_id, **params})
                 if updated.rowcount == 0:
                     conn.execute(
-                        ledger.insert().values(
-                            account=account,
-                            document_id=document_id,
-                            state=LedgerState.EXPORTING.value,
-                            revision=revision,
-                            sha256=sha256,
-                            remote_name=remote_name,
-                            attempts=0,
-                            updated_at=now,
-                        )
+                        _INSERT,
+                        dict(account=account, document_id=document_id, attempts=0, **params),
                     )
         except sa.exc.IntegrityError as exc:
             raise NameTaken(remote_name) from exc

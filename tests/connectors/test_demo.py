@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import require_program
 from invoicesync.connectors_builtin.demo import DEMO_COMPANIES, DemoOptions, DemoSource
+from invoicesync.connectors_builtin.demo.pdf import PdfLine, render_pdf
 from invoicesync.connectors_builtin.demo.portal import HISTORY_DAYS, generate
 from invoicesync.plugins import (
     ConnectorContext,
@@ -308,3 +309,28 @@ def test_anchor_comes_from_the_context_clock(tmp_path: Path) -> None:
         d.metadata.document_date is not None and d.metadata.document_date <= date(2030, 1, 15)
         for d in docs
     )
+
+
+def test_pdf_writer_escapes_and_encodes_text(tmp_path: Path) -> None:
+    pdftotext = require_program("pdftotext", "poppler-utils")
+    pdfinfo = require_program("pdfinfo", "poppler-utils")
+    lines = [
+        PdfLine(50, 780, "Bürobedarf (Rechnung) 12,00 € \\ ok", 14, bold=True),
+        PdfLine(50, 760, "ctrl\x00\x1bchars and 漢字"),
+    ]
+    data = render_pdf(lines, title="Gutschrift Ü (1)", day=date(2025, 1, 2), rules=[770])
+    assert data == render_pdf(lines, title="Gutschrift Ü (1)", day=date(2025, 1, 2), rules=[770])
+    path = tmp_path / "t.pdf"
+    path.write_bytes(data)
+    text = subprocess.run(
+        [pdftotext, str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Bürobedarf (Rechnung) 12,00 € \\ ok" in text
+    # Control characters are blanked, characters WinAnsi lacks become "?".
+    assert "ctrl chars and ??" in text
+    assert b"\x00" not in data and b"\x1b" not in data
+    info = subprocess.run([pdfinfo, str(path)], capture_output=True, text=True, check=True)
+    assert "Gutschrift Ü (1)" in info.stdout
+    assert re.search(r"^Pages:\s+1$", info.stdout, re.M)
+    assert re.search(r"^PDF version:\s+1\.4$", info.stdout, re.M)
+    assert "A4" in info.stdout

@@ -111,3 +111,9 @@ def test_sanitize_component_edges() -> None:
 def test_suffix_goes_before_the_extension() -> None:
     assert with_suffix_before_extension("a/b.pdf", "_12345678") == "a/b_12345678.pdf"
     assert with_suffix_before_extension("noext", "_1") == "noext_1"
+
+
+def test_a_dots_only_value_keeps_the_extension() -> None:
+    hostile = doc().model_copy(update={"number": "..", "company": "..."})
+    name = FilenameTemplate.parse("{company}/{number}.{ext}").render(hostile, BERLIN)
+    assert name == "___/__.pdf"
