@@ -300,10 +300,13 @@ class TargetConformance(ConformanceBase):
         name = hostile.replace(_OUTSIDE, str(outside_dir))
         item = make_export_item(items_dir, b"%PDF-1.4 hostile\n", name)
         watch = _LocalWatch.start(local_root.resolve(), outside_dir, name) if local_root else None
+        before = Counter(list_remote())
         try:
             result = target.export(item)
         except PermanentError:
-            pass  # refusing the name for good is a correct answer
+            # Refusing the name for good is a correct answer -- a clean one.
+            left = Counter(list_remote()) - before
+            assert not left, f"refusing {name!r} left files behind: {sorted(left.elements())}"
         except Exception as exc:
             pytest.fail(
                 f"export({name!r}) must either store the file inside the root or raise "
