@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -125,6 +127,8 @@ class TargetConformance(ConformanceBase):
     remote_names_are_paths: ClassVar[bool] = True
     #: Size of the document in ``test_large_document_round_trips``.
     large_size: ClassVar[int] = 5 * 1024 * 1024
+    #: Threads exporting distinct names at once in ``test_concurrent_exports``.
+    concurrency: ClassVar[int] = 6
 
     # -- fixtures the connector's test class provides ------------------------
 
@@ -281,6 +285,37 @@ class TargetConformance(ConformanceBase):
         assert stored is not None, "the large document is missing"
         assert len(stored) == len(content), f"stored {len(stored)} of {len(content)} bytes"
         assert stored == content, "the large document was stored with different bytes"
+
+    def test_concurrent_exports(
+        self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
+    ) -> None:
+        """Exports from several threads at once (``concurrency:`` on an account) all land,
+        and two threads racing on one name leave one intact file."""
+        before = Counter(list_remote())
+        items = [
+            make_export_item(items_dir, b"%%PDF-1.4 parallel %d\n" % i, f"acme/parallel/{i}.pdf")
+            for i in range(self.concurrency)
+        ]
+        same = make_export_item(items_dir, b"%PDF-1.4 raced\n", "acme/parallel/raced.pdf")
+        barrier = threading.Barrier(self.concurrency + 2)
+
+        def export(item: ExportItem) -> ExportResult:
+            barrier.wait(timeout=30)
+            return target.export(item)
+
+        with ThreadPoolExecutor(max_workers=self.concurrency + 2) as pool:
+            results = list(pool.map(export, [*items, same, same]))
+        for result in results:
+            _assert_result(result)
+        assert results[-1].remote_ref == results[-2].remote_ref, (
+            "two exports of the same revision must report the same remote_ref"
+        )
+        for i, item in enumerate(items):
+            assert read_remote(item.remote_name) == b"%%PDF-1.4 parallel %d\n" % i
+        assert read_remote(same.remote_name) == b"%PDF-1.4 raced\n"
+        added = Counter(list_remote()) - before
+        expected = Counter([*(i.remote_name for i in items), same.remote_name])
+        assert added == expected, f"expected one file per name, found {sorted(added.elements())}"
 
     @pytest.mark.parametrize(
         "hostile", [name for _, name in HOSTILE_NAMES], ids=[i for i, _ in HOSTILE_NAMES]
