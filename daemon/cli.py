@@ -196,6 +196,31 @@ def main(
 
 
 @main.command()
+@click.pass_obj
+def run(app: AppContext) -> None:
+    """Run as a daemon in the foreground: import and export on each schedule.
+
+    This is what systemd starts (see packaging/systemd/invoicesync.service).
+    Every source and export account with a `schedule:` gets a job; accounts
+    with `after_import: true` export after each import. Logs (JSON lines
+    when not on a terminal) go to stderr.
+
+    Signals: SIGHUP reloads the configuration (an invalid file is logged as
+    config.invalid and the running one stays); SIGTERM or Ctrl-C finish the
+    document in hand and exit within `daemon.grace_period`.
+    """
+    from invoicesync.daemon.scheduler.service import Daemon, LogOverrides
+
+    daemon = Daemon(
+        app.loaded,
+        app.registry,
+        app.clock,
+        log_overrides=LogOverrides(app.log_format, app.log_level),
+    )
+    sys.exit(daemon.run())
+
+
+@main.command()
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @click.pass_obj
 def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
@@ -245,9 +270,8 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
             fetch_first = False
 
         def plan(p: Any) -> None:
-            app.out.print(
-                f"{p.account}\t{p.document_id}\t-> {p.remote_name}\t({p.reason})", markup=False
-            )
+            # Plain tab-separated lines (rich would expand the tabs): easy to grep and cut.
+            click.echo(f"{p.account}\t{p.document_id}\t-> {p.remote_name}\t({p.reason})")
 
         try:
             result = do_sync(

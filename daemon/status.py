@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from invoicesync.daemon.config.models import ExportConfig
 from invoicesync.daemon.engine.exporter import iter_candidates
 from invoicesync.daemon.engine.runtime import Runtime
+from invoicesync.daemon.scheduler.nextruns import Schedule, read_schedule
 from invoicesync.daemon.storage.ledger import LedgerState
 
 
@@ -26,6 +27,7 @@ class AccountStatus:
     last_result: str | None
     last_counts: dict[str, Any]
     next_run: datetime | None
+    daemon_running: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -34,7 +36,9 @@ class AccountStatus:
         return f"{self.last_run.astimezone(tz):%Y-%m-%d %H:%M}" if self.last_run else "never"
 
     def next_run_text(self, tz: ZoneInfo) -> str:
-        return f"{self.next_run.astimezone(tz):%Y-%m-%d %H:%M}" if self.next_run else "-"
+        if self.next_run:
+            return f"{self.next_run.astimezone(tz):%Y-%m-%d %H:%M:%S}"
+        return "-" if self.daemon_running else "daemon not running"
 
 
 def pending_count(rt: Runtime, account: ExportConfig) -> int:
@@ -52,6 +56,7 @@ def pending_count(rt: Runtime, account: ExportConfig) -> int:
 def account_status(rt: Runtime, account: ExportConfig) -> AccountStatus:
     counts = rt.ledger.counts(account.id)
     last = rt.runs.last("export", account.id)
+    schedule = read_schedule(rt.state_dir)
     return AccountStatus(
         account=account.id,
         type=account.type,
@@ -62,26 +67,23 @@ def account_status(rt: Runtime, account: ExportConfig) -> AccountStatus:
         last_run=last.started_at if last else None,
         last_result=last.status if last else None,
         last_counts=last.counts if last else {},
-        next_run=next_run_time(account, last.started_at if last else None, rt.clock.now()),
+        next_run=next_run_time(account, schedule),
+        daemon_running=schedule is not None,
     )
 
 
-def next_run_time(
-    account: ExportConfig, last_run: datetime | None, now: datetime
-) -> datetime | None:
-    """When the daemon's schedule next fires after ``now`` (None without a schedule)."""
-    schedule = account.schedule
-    if schedule is None or schedule.after_import:
-        return None
-    if schedule.every is not None:
-        if last_run is None:
-            return now
-        return max(now, last_run + schedule.every)
-    from apscheduler.triggers.cron import CronTrigger
+def next_run_time(account: ExportConfig, schedule: Schedule | None) -> datetime | None:
+    """When the running daemon next exports ``account``, as the daemon published it.
 
-    trigger = CronTrigger.from_crontab(schedule.cron or "")
-    result: datetime | None = trigger.get_next_fire_time(None, now)
-    return result
+    None when no daemon runs (see :mod:`invoicesync.daemon.scheduler.nextruns`)
+    or the account has no schedule. An ``after_import`` account runs after the
+    next import of any source.
+    """
+    if schedule is None or account.schedule is None:
+        return None
+    if account.schedule.after_import:
+        return schedule.next_import()
+    return schedule.jobs.get(f"export:{account.id}")
 
 
 def document_states(

@@ -123,6 +123,12 @@ class Source(_Connector[OptionsT]):
         connection; the documents stored so far stay stored. Yield a
         :class:`SkippedDocument` for one that cannot be imported (bad sidecar)
         instead of raising, so the others still import.
+
+        The engine commits each yielded document (with its checkpoint) to the
+        catalog before it resumes the generator, so code after a ``yield`` may
+        rely on that document being stored -- e.g. to flag or move the mail
+        it came from. If the engine abandons the fetch it closes the generator
+        (``GeneratorExit`` at the ``yield``) without committing that document.
         """
 
 

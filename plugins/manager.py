@@ -43,6 +43,13 @@ ENTRY_POINT_GROUP = "invoicesync"
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("demo", "invoicesync.connectors_builtin.demo"),
     ("folder", "invoicesync.connectors_builtin.folder"),
+    ("imap", "invoicesync.connectors_builtin.imap"),
+    ("http_portal", "invoicesync.connectors_builtin.http_portal"),
+    ("webdav", "invoicesync.connectors_builtin.webdav"),
+    ("s3", "invoicesync.connectors_builtin.s3"),
+    ("rclone", "invoicesync.connectors_builtin.rclone"),
+    ("sftp", "invoicesync.connectors_builtin.sftp"),
+    ("email", "invoicesync.connectors_builtin.email"),
     ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
 )
 

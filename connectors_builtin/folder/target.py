@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from invoicesync.plugins import (
     ConnectorError,
@@ -50,6 +50,13 @@ TEMP_MARKER = ".invoicesync-tmp-"
 """Part of every temporary file name this target creates (and only those)."""
 
 _PROCESS_START = time.time()
+
+# Roots whose leftovers this process already removed. Module-level, not per
+# instance: the engine builds a new target for every run, and one clean-up
+# per process suffices (within a process, failed writes remove their own
+# temporary files; only a killed process leaves some behind).
+_CLEANED_ROOTS: set[str] = set()
+_CLEANED_LOCK = threading.Lock()
 _CHUNK = 1024 * 1024
 _NAME_MAX = 255
 _SIDECAR_SUFFIX = ".json"
@@ -169,28 +176,37 @@ class FolderTarget(Target[FolderTargetOptions]):
     Options = FolderTargetOptions
     description = "A local folder (atomic writes, optional JSON sidecars)"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._cleaned = False
-        self._lock = threading.Lock()
-
     # -- connector API ----------------------------------------------------------
 
     def check(self) -> None:
-        """The root must exist (or be creatable) and be writable."""
+        """The root must be a writable folder, or creatable in a writable one.
+
+        Writes and deletes a probe file in an existing root; a missing root
+        is not created here (check-config changes nothing), only on export.
+        """
+        path = self.options.path
+        if not os.path.lexists(path):
+            parent = path.parent
+            while not os.path.lexists(parent) and parent != parent.parent:
+                parent = parent.parent
+            if not os.path.isdir(parent):
+                raise ConnectorError(
+                    f"folder target {self.id}: cannot create {path}: {parent} is not a folder"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConnectorError(
+                    f"folder target {self.id}: cannot create {path}: {parent} is not writable"
+                )
+            return
         root = self._root(error=ConnectorError)
-        probe = f"{TEMP_MARKER}probe-{secrets.token_hex(6)}"
+        probe = os.path.join(root, f"{TEMP_MARKER}probe-{secrets.token_hex(6)}")
         try:
-            fd = os.open(
-                os.path.join(root, probe),
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-            )
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 os.write(fd, b"invoicesync write probe\n")
             finally:
                 os.close(fd)
-            os.unlink(os.path.join(root, probe))
+            os.unlink(probe)
         except OSError as exc:
             raise ConnectorError(
                 f"folder target {self.id}: cannot write in {root}: {exc.strerror}"
@@ -239,9 +255,9 @@ class FolderTarget(Target[FolderTargetOptions]):
         root = os.path.realpath(path)
         if not os.path.isdir(root):
             raise error(f"folder target {self.id}: {path} is not a folder")
-        with self._lock:
-            if not self._cleaned:
-                self._cleaned = True
+        with _CLEANED_LOCK:
+            if root not in _CLEANED_ROOTS:
+                _CLEANED_ROOTS.add(root)
                 cleanup_temp_files(Path(root))
         return root
 

@@ -101,7 +101,10 @@ def iter_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Iterat
     joined, condition = rt.ledger.candidate_condition(
         account.id, now, include_changed=account.on_update is OnUpdate.EXPORT
     )
-    pushed = evaluator.sql_filter(documents, now)
+    # A dry run evaluates every candidate in Python so that its summary can
+    # say which check excluded how many; real runs let SQL drop the documents
+    # that origins and period exclude (same verdicts, far fewer rows).
+    pushed = None if rt.dry_run else evaluator.sql_filter(documents, now)
     if pushed is not None:
         condition = sa.and_(condition, pushed)
     columns = [
@@ -248,7 +251,10 @@ class _AccountRun:
                 self._rejected(document, str(exc), attempt, log)
                 return
             except TransientError as exc:
-                if attempt < retry.attempts and not self.rt.stop.is_set():
+                if self.rt.stop.is_set():
+                    self._abandoned(document, str(exc), attempt, log)
+                    return
+                if attempt < retry.attempts:
                     delay = backoff(attempt, retry.initial, retry.max, exc.retry_after)
                     log.info(
                         "document.retrying",
@@ -258,6 +264,8 @@ class _AccountRun:
                     )
                     if not self.rt.stop.wait(delay):
                         continue
+                    self._abandoned(document, str(exc), attempt, log)
+                    return
                 self._failed(document, str(exc), attempt, log)
                 return
             except ConnectorError as exc:
@@ -322,6 +330,14 @@ class _AccountRun:
             abort = self.consecutive_failures >= CONSECUTIVE_FAILURES_TO_ABORT
         if abort:
             raise _AbortRun(f"{self.consecutive_failures} documents in a row failed: {error}")
+
+    def _abandoned(self, document: Document, error: str, attempts: int, log: Any) -> None:
+        # Shutting down: the ledger keeps the "exporting" intent, so the next
+        # start exports this document again under the same remote name (the
+        # target replaces idempotently) instead of waiting out a back-off.
+        log.warning("document.abandoned", error=error, attempts=attempts)
+        with self.lock:
+            self.summary.counts["abandoned"] += 1
 
     def _rejected(self, document: Document, reason: str, attempts: int, log: Any) -> None:
         self.rt.ledger.mark_rejected(

@@ -153,8 +153,13 @@ def open_runtime(
 
 def _sqlite_snapshot(source: Path, target: Path) -> None:
     # The backup API reads a consistent snapshot through a read-only
-    # connection: the real catalog file is never written.
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    # connection: the real catalog file is never written. When no -wal file
+    # exists no process has the catalog open, and ``immutable`` reads it
+    # without creating the -wal/-shm files that even a read-only WAL reader
+    # would leave behind (a dry run must not change the state folder at all).
+    wal = source.with_name(source.name + "-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    src = sqlite3.connect(f"file:{source}?{flags}", uri=True)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)

@@ -28,7 +28,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from invoicesync.plugins.checks import AttributeCheck
+from invoicesync.plugins.checks import AttributeCheck, CheckOutcome
 from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.models import Document
 from pydantic import BaseModel, ValidationError
@@ -391,11 +391,24 @@ class _Plugin(_Rule):
         self.name = f"attributes.{key}"
         self.check = check
 
+    def _outcome(self, doc: Document) -> CheckOutcome:
+        # A plugin's bug must not stop a sync or let a document through: the
+        # check fails for that document and the reason says why.
+        try:
+            outcome = self.check.evaluate(doc)
+        except Exception as exc:
+            return CheckOutcome(False, f"the {self.name} check raised {type(exc).__name__}: {exc}")
+        if not isinstance(outcome, CheckOutcome):
+            return CheckOutcome(
+                False, f"the {self.name} check returned {type(outcome).__name__}, not CheckOutcome"
+            )
+        return outcome
+
     def passes(self, doc: Document, clock: _Clock) -> bool:
-        return self.check.evaluate(doc).passed
+        return self._outcome(doc).passed
 
     def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        return self.check.evaluate(doc).reason
+        return self._outcome(doc).reason
 
 
 # -- the evaluator ----------------------------------------------------------------
@@ -465,13 +478,10 @@ class Evaluator:
             return Decision(
                 True, [Check("all", True, "no restrictions: the account syncs every document")]
             )
-        checks: list[Check] = []
-        export = True
-        for rule in self._rules:
-            passed = rule.passes(document, clock)
-            export = export and passed
-            checks.append(Check(rule.name, passed, _Reason(rule, document, clock, passed)))
-        return Decision(export, checks)
+        checks: list[Check] = [
+            _RuleCheck(rule, rule.passes(document, clock), document, clock) for rule in self._rules
+        ]
+        return Decision(all(c.passed for c in checks), checks)
 
     def sql_filter(self, documents: sa.Table, now: datetime) -> sa.ColumnElement[bool] | None:
         """A WHERE clause selecting exactly the documents whose origins and
@@ -506,19 +516,26 @@ class Evaluator:
         return clauses[0] if len(clauses) == 1 else sa.and_(*clauses)
 
 
-class _Reason:
-    """A deferred reason: formatted only when someone reads it."""
+class _RuleCheck(Check):
+    """A Check whose reason the rule formats on first access (one object per check)."""
 
-    __slots__ = ("clock", "doc", "passed", "rule")
+    __slots__ = ("_clock", "_doc", "_rule")
 
-    def __init__(self, rule: _Rule, doc: Document, clock: _Clock, passed: bool) -> None:
-        self.rule = rule
-        self.doc = doc
-        self.clock = clock
+    def __init__(self, rule: _Rule, passed: bool, doc: Document, clock: _Clock) -> None:
+        self.name = rule.name
         self.passed = passed
+        self._reason = ""
+        self._rule = rule
+        self._doc = doc
+        self._clock = clock
 
-    def __call__(self) -> str:
-        return self.rule.reason(self.doc, self.clock, self.passed)
+    @property
+    def reason(self) -> str:
+        reason = self._reason
+        if not isinstance(reason, str) or not reason:
+            reason = self._rule.reason(self._doc, self._clock, self.passed)
+            self._reason = reason
+        return reason
 
 
 def _attribute_rules(

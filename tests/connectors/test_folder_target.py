@@ -290,10 +290,14 @@ def test_sidecar_mode_keeps_names_short_enough(root: Path, tmp_path: Path) -> No
     assert sorted(all_files(root)) == [short, short + ".json"]
 
 
-def test_check_creates_the_root_and_leaves_nothing(root: Path) -> None:
-    make_target(root / "deep" / "er").check()
-    assert (root / "deep" / "er").is_dir()
-    assert all_files(root) == []
+def test_check_changes_nothing_and_export_creates_the_root(root: Path, tmp_path: Path) -> None:
+    target = make_target(root / "deep" / "er")
+    target.check()  # creatable: fine, but check-config must not create it
+    assert not root.exists()
+    target.export(item_for(tmp_path, "x.pdf"))
+    assert all_files(root) == ["deep/er/x.pdf"]
+    target.check()  # now it exists: a probe file is written and removed
+    assert all_files(root) == ["deep/er/x.pdf"]
 
 
 def test_check_fails_clearly_when_the_root_cannot_be_a_folder(tmp_path: Path) -> None:

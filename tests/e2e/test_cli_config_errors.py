@@ -25,26 +25,54 @@ exports:
 @pytest.mark.parametrize(
     "broken, expected",
     [
-        (VALID.replace("    type: folder\n    options: {path: ./inbox}",
-                       "    type: folder\n    options: {path: [./inbox"),
-         r"invoicesync\.yaml:\d+: invalid YAML"),
-        (VALID.replace("timezone: Europe/Berlin", "timezone: Europe/Berlin\nsurprise: 1"),
-         r"invoicesync\.yaml:3: surprise: unknown key"),
-        (VALID.replace("{every: 1h}", "{every: soon}"),
-         r"invoicesync\.yaml:11: exports\[0\]\.schedule\.every: expected a duration"),
-        (VALID.replace("    type: folder\n    schedule", "    type: dropbox-magic\n    schedule"),
-         r"invoicesync\.yaml:10: exports\[0\]\.type: unknown target type 'dropbox-magic'"),
-        (VALID.replace("options: {path: ./inbox}", "options: {path: ./inbox, recursive: maybe}"),
-         r"invoicesync\.yaml:7: sources\[0\]\.options\.recursive: "),
-        (VALID.replace("options: {path: ./out}", "options: {path: ./out, colour: red}"),
-         r"invoicesync\.yaml:12: exports\[0\]\.options\.colour: unknown key"),
-        (VALID.replace("timezone: Europe/Berlin", "timezone: Mars/Olympus"),
-         r"invoicesync\.yaml:2: timezone: unknown time zone 'Mars/Olympus'"),
-        (VALID + "  - id: out\n    type: folder\n    options: {path: ./x}\n",
-         r"exports: id 'out' is used twice"),
+        (
+            VALID.replace(
+                "    type: folder\n    options: {path: ./inbox}",
+                "    type: folder\n    options: {path: [./inbox",
+            ),
+            r"invoicesync\.yaml:\d+: invalid YAML",
+        ),
+        (
+            VALID.replace("timezone: Europe/Berlin", "timezone: Europe/Berlin\nsurprise: 1"),
+            r"invoicesync\.yaml:3: surprise: unknown key",
+        ),
+        (
+            VALID.replace("{every: 1h}", "{every: soon}"),
+            r"invoicesync\.yaml:11: exports\[0\]\.schedule\.every: expected a duration",
+        ),
+        (
+            VALID.replace(
+                "    type: folder\n    schedule", "    type: dropbox-magic\n    schedule"
+            ),
+            r"invoicesync\.yaml:10: exports\[0\]\.type: unknown target type 'dropbox-magic'",
+        ),
+        (
+            VALID.replace("options: {path: ./inbox}", "options: {path: ./inbox, recursive: maybe}"),
+            r"invoicesync\.yaml:7: sources\[0\]\.options\.recursive: ",
+        ),
+        (
+            VALID.replace("options: {path: ./out}", "options: {path: ./out, colour: red}"),
+            r"invoicesync\.yaml:12: exports\[0\]\.options\.colour: unknown key",
+        ),
+        (
+            VALID.replace("timezone: Europe/Berlin", "timezone: Mars/Olympus"),
+            r"invoicesync\.yaml:2: timezone: unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            VALID + "  - id: out\n    type: folder\n    options: {path: ./x}\n",
+            r"exports: id 'out' is used twice",
+        ),
     ],
-    ids=["bad-yaml", "unknown-key", "wrong-type", "unknown-connector", "bad-option",
-         "unknown-option", "bad-timezone", "duplicate-id"],
+    ids=[
+        "bad-yaml",
+        "unknown-key",
+        "wrong-type",
+        "unknown-connector",
+        "bad-option",
+        "unknown-option",
+        "bad-timezone",
+        "duplicate-id",
+    ],
 )
 def test_broken_config_exits_2_with_file_line_and_path(
     tmp_path: Path, broken: str, expected: str

@@ -21,13 +21,16 @@ TEMPLATE_RE = re.compile(
 
 def files(root: Path) -> dict[str, bytes]:
     return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
         if p.is_file()
     }
 
 
 def demo_config(tmp_path: Path, count: int, sidecar: bool = True, fsync: bool = True) -> Path:
-    return write_config(tmp_path / "invoicesync.yaml", f"""
+    return write_config(
+        tmp_path / "invoicesync.yaml",
+        f"""
 version: 1
 timezone: Europe/Berlin
 state: ./state
@@ -38,7 +41,8 @@ exports:
   - id: archive
     type: folder
     options: {{path: ./out, sidecar: {str(sidecar).lower()}, fsync: {str(fsync).lower()}}}
-""")
+""",
+    )
 
 
 def test_demo_to_folder_exports_every_document_with_template_names(tmp_path: Path) -> None:
@@ -65,7 +69,9 @@ def test_demo_without_sidecars_writes_only_documents(tmp_path: Path) -> None:
 
 
 def folder_config(tmp_path: Path, template: str = "{company}/{number}.{ext}") -> Path:
-    return write_config(tmp_path / "invoicesync.yaml", f"""
+    return write_config(
+        tmp_path / "invoicesync.yaml",
+        f"""
 version: 1
 timezone: Europe/Berlin
 state: ./state
@@ -77,7 +83,8 @@ exports:
     type: folder
     filename: "{template}"
     options: {{path: ./out, sidecar: true}}
-""")
+""",
+    )
 
 
 def put(inbox: Path, name: str, content: bytes, sidecar: dict | None = None) -> None:
@@ -90,9 +97,19 @@ def put(inbox: Path, name: str, content: bytes, sidecar: dict | None = None) -> 
 
 def test_folder_to_folder_metadata_revisions_and_new_files(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
-    put(inbox, "a.pdf", b"%PDF-a1", {"number": "A-1", "type": "incoming_invoice",
-                                      "document_date": "2026-01-31", "gross_amount": "119.00",
-                                      "currency": "EUR", "tags": ["Travel"]})
+    put(
+        inbox,
+        "a.pdf",
+        b"%PDF-a1",
+        {
+            "number": "A-1",
+            "type": "incoming_invoice",
+            "document_date": "2026-01-31",
+            "gross_amount": "119.00",
+            "currency": "EUR",
+            "tags": ["Travel"],
+        },
+    )
     put(inbox, "sub/b.pdf", b"%PDF-b1", {"number": "B-1", "company": "beta"})
     config = folder_config(tmp_path)
 
@@ -118,7 +135,9 @@ def test_folder_to_folder_metadata_revisions_and_new_files(tmp_path: Path) -> No
     assert out["acme/A-1.pdf"] == b"%PDF-a2"
     assert out["acme/C-1.pdf"] == b"%PDF-c1"
     assert sorted(e["document"] for e in third.events("document.exported")) == [
-        "inbox/a.pdf", "inbox/c.pdf"]
+        "inbox/a.pdf",
+        "inbox/c.pdf",
+    ]
 
 
 def test_hostile_sidecar_values_stay_inside_the_root(tmp_path: Path) -> None:
@@ -145,8 +164,11 @@ def test_hostile_sidecar_values_stay_inside_the_root(tmp_path: Path) -> None:
 def test_template_with_attribute_access_is_a_config_error(tmp_path: Path) -> None:
     result = run_cli("check-config", config=folder_config(tmp_path, "{number.__class__}"))
     assert result.returncode == 2
-    assert re.search(r"invoicesync\.yaml:1[0-9]: exports\[0\]\.filename: placeholder "
-                     r"\{number\.__class__\} is not allowed", result.stderr), result.stderr
+    assert re.search(
+        r"invoicesync\.yaml:1[0-9]: exports\[0\]\.filename: placeholder "
+        r"\{number\.__class__\} is not allowed",
+        result.stderr,
+    ), result.stderr
 
 
 def test_kill_9_during_a_large_sync_then_sync_again_converges(tmp_path: Path) -> None:
@@ -156,8 +178,12 @@ def test_kill_9_during_a_large_sync_then_sync_again_converges(tmp_path: Path) ->
     config = demo_config(tmp_path, count, sidecar=False, fsync=False)
     out = tmp_path / "out"
     argv = [*command(), "--config", str(config), "--log-format", "json", "sync"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "INVOICESYNC_PLUGINS": ""})
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "INVOICESYNC_PLUGINS": ""},
+    )
     deadline = time.monotonic() + 240
     try:
         # Kill once the export is well under way (not before it started).

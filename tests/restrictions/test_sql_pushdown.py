@@ -47,6 +47,32 @@ def _pushed_checks_pass(evaluator: Evaluator, doc: Document, now: datetime) -> b
     return all(c.passed for c in decision.checks if c.name in ("origins", "period"))
 
 
+def _edges(evaluators: list[Evaluator], now: datetime, tz: ZoneInfo) -> list[Document]:
+    """Documents on and beside every window bound, imported a microsecond
+    before and exactly at the local midnights around it."""
+    days: set[date] = set()
+    for evaluator in evaluators:
+        window = evaluator.window(now)
+        if window is not None:
+            for bound in (window.first, window.last):
+                if bound is not None and date(1900, 1, 1) < bound < date(2100, 1, 1):
+                    days.update(bound + timedelta(days=d) for d in (-1, 0, 1, 2))
+    edges = []
+    for day in sorted(days):
+        start = day_start_utc(day, tz)
+        assert start is not None
+        for delta in (-1, 0):
+            edges.append(
+                make_doc(
+                    source="portal",
+                    external_id=f"edge-{day}-{delta}",
+                    document_date=day,
+                    import_date=start + timedelta(microseconds=delta),
+                )
+            )
+    return edges
+
+
 DB_SETTINGS = settings(
     max_examples=60,
     deadline=None,
@@ -68,9 +94,10 @@ def test_sql_filter_selects_exactly_what_the_evaluator_passes(
     now: datetime,
     zone: str,
 ) -> None:
+    evaluators = [_compile(spec, zone) for spec in specs]
+    docs = docs + _edges(evaluators, now, ZoneInfo(zone))
     _store(restrictions_db, docs)
-    for spec in specs:
-        evaluator = _compile(spec, zone)
+    for spec, evaluator in zip(specs, evaluators, strict=True):
         expected = {d.id for d in docs if _pushed_checks_pass(evaluator, d, now)}
         assert _selected(restrictions_db, evaluator, now) == expected, spec
 

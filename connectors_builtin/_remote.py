@@ -1,0 +1,145 @@
+"""Helpers shared by the network export targets (WebDAV, S3, rclone).
+
+Private to ``invoicesync.connectors_builtin``: third-party connectors must not
+import it (it may change at any time); they import only ``invoicesync.plugins``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from datetime import UTC, datetime
+from typing import IO, Annotated, Any
+
+from invoicesync.plugins import ConfigurationError, PermanentError
+from pydantic import BeforeValidator, Field
+
+__all__ = [
+    "MAX_COMPONENT_BYTES",
+    "ContentReadError",
+    "Duration",
+    "import_optional",
+    "parse_retry_after",
+    "replace_chars",
+    "short_reason",
+    "split_remote_name",
+    "stream_size",
+]
+
+MAX_COMPONENT_BYTES = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _duration(value: Any) -> Any:
+    # SPEC section 4 writes durations as ``30s``/``15m``; a bare number means seconds.
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 30s, 2m or 1h (or seconds as a number)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=86400)]
+"""Seconds, written as a number or as ``30s``, ``5m``, ``1h``."""
+
+
+class ContentReadError(Exception):
+    """Reading the local content failed (not the upload).
+
+    A private type rather than OSError, so that no HTTP or SDK layer in between
+    can mistake it for a network error and wrap or retry it.
+    """
+
+
+def split_remote_name(name: str, *, forbidden: str = "\\") -> list[str]:
+    """The components of a remote name, or PermanentError if it could escape the root.
+
+    The engine only hands over sanitised names (SPEC section 3); this is the
+    target's own line of defence, so a name is refused rather than repaired.
+    """
+    if not name or name.startswith("/"):
+        raise PermanentError(f"refusing remote name {name!r}: it must be a relative path")
+    parts = name.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise PermanentError(
+                f"refusing remote name {name!r}: empty, '.' or '..' path components"
+            )
+        if _CONTROL.search(part):
+            raise PermanentError(f"refusing remote name {name!r}: it contains control characters")
+        bad = sorted({c for c in part if c in forbidden})
+        if bad:
+            raise PermanentError(
+                f"refusing remote name {name!r}: this target does not accept {' '.join(bad)}"
+            )
+        if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
+            raise PermanentError(
+                f"refusing remote name {name!r}: a component is longer than "
+                f"{MAX_COMPONENT_BYTES} bytes"
+            )
+    return parts
+
+
+def replace_chars(component: str, chars: str, *, strip_trailing: str = "") -> str:
+    """Replace each of ``chars`` by ``_`` and trailing ``strip_trailing`` characters too.
+
+    Trailing characters are replaced rather than removed so that two names
+    differing only there stay distinct, and so that the result is never empty.
+    """
+    out = "".join("_" if c in chars else c for c in component)
+    if strip_trailing:
+        stripped = out.rstrip(strip_trailing)
+        out = stripped + "_" * (len(out) - len(stripped))
+    return out or "_"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def short_reason(text: str, limit: int = 300) -> str:
+    """A server-supplied message made safe for one log line: no control characters, capped."""
+    text = _CONTROL.sub(" ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def stream_size(stream: IO[bytes], fallback: int) -> int:
+    """The byte length of a seekable stream (from its current position), else ``fallback``."""
+    try:
+        if stream.seekable():
+            start = stream.tell()
+            end = stream.seek(0, 2)
+            stream.seek(start)
+            return end - start
+    except (OSError, ValueError):
+        pass
+    return fallback
+
+
+def import_optional(module: str, extra: str) -> Any:
+    """Import a heavy optional library, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"this connector needs the Python package {module.split('.')[0]!r}: "
+            f"pip install 'invoicesync[{extra}]'"
+        ) from exc

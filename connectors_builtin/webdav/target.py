@@ -1,0 +1,366 @@
+"""The ``webdav`` export target: Nextcloud, ownCloud and any RFC 4918 server.
+
+Each export uploads to a temporary name in the destination folder and then
+MOVEs it over the final name (``Overwrite: T``), so a reader never sees half a
+file. The document's SHA-256 is stored as a WebDAV dead property; a re-export
+of the same revision finds it and does not upload again, which keeps the ETag
+(the remote reference) stable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from invoicesync.plugins import (
+    ConnectorOptions,
+    ExportItem,
+    ExportResult,
+    PermanentError,
+    RelativePath,
+    Target,
+    TransientError,
+)
+from pydantic import SecretStr, field_validator, model_validator
+
+from .._remote import (
+    ContentReadError,
+    Duration,
+    parse_retry_after,
+    replace_chars,
+    short_reason,
+    split_remote_name,
+    stream_size,
+)
+
+__all__ = ["WebDAVOptions", "WebDAVTarget"]
+
+#: Characters Nextcloud (and Windows sync clients) refuse in file names.
+FORBIDDEN_CHARS = '\\/:*?"<>|'
+#: Our dead-property namespace; the property holds the content's SHA-256.
+NS = "urn:invoicesync:webdav"
+_DAV = "{DAV:}"
+_CHUNK = 256 * 1024
+
+_PROPFIND = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    f'<d:propfind xmlns:d="DAV:" xmlns:i="{NS}"><d:prop>'
+    "<d:getetag/><d:getcontentlength/><d:resourcetype/><i:sha256/>"
+    "</d:prop></d:propfind>"
+).encode()
+
+
+class WebDAVOptions(ConnectorOptions):
+    """``options:`` of a ``webdav`` export."""
+
+    url: str
+    """Base URL of the user's files, e.g. ``https://cloud.example.com/remote.php/dav/files/USER/``."""
+    path: str = ""
+    """Folder below ``url`` that receives the documents (created if missing)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_tls: bool | RelativePath = True
+    """``false`` to skip certificate checks (test servers only), or a CA bundle file."""
+    timeout: Duration = 30.0
+    """Seconds to wait for connecting and for each read or write."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host name")
+        if parts.username is not None or parts.password is not None:
+            # Credentials inside the URL would end up in logs and error messages.
+            raise ValueError("put the credentials in username and password, not in the URL")
+        if parts.query or parts.fragment:
+            raise ValueError("the URL must not have a query (?...) or fragment (#...)")
+        return value.strip().rstrip("/") + "/"
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        parts = [p for p in value.strip().split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise ValueError("must not contain '.' or '..' components")
+        return "/".join(parts)
+
+    @field_validator("verify_tls")
+    @classmethod
+    def _check_ca(cls, value: bool | Path) -> bool | Path:
+        if isinstance(value, Path) and not value.is_file():
+            raise ValueError(f"CA bundle {value} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> WebDAVOptions:
+        if self.password is not None and not self.username:
+            raise ValueError("password is set but username is missing")
+        return self
+
+
+class WebDAVTarget(Target[WebDAVOptions]):
+    """Exports documents to a folder on a WebDAV server."""
+
+    type_name = "webdav"
+    Options = WebDAVOptions
+    description = "WebDAV folder (Nextcloud, ownCloud, any RFC 4918 server)"
+
+    def __init__(self, id: str, options: WebDAVOptions, context: Any) -> None:
+        super().__init__(id, options, context)
+        self._base = [p for p in options.path.split("/") if p]
+        self._known_dirs: set[tuple[str, ...]] = set()
+        self._client: httpx.Client | None = None
+
+    # -- public API -----------------------------------------------------------
+
+    def sanitize_component(self, component: str) -> str:
+        """Replace what Nextcloud rejects: ``\\ / : * ? " < > |`` and trailing dots/spaces."""
+        out = replace_chars(component, FORBIDDEN_CHARS, strip_trailing=". ")
+        # Nextcloud reserves the .part suffix for its own chunked uploads.
+        if out.lower().endswith((".part", ".filepart")):
+            out += "_"
+        return out
+
+    def check(self) -> None:
+        """PROPFIND the base URL, create the folder, write and delete a probe file."""
+        response = self._request(
+            "PROPFIND", self.options.url, headers={"Depth": "0"}, content=_PROPFIND
+        )
+        if response.status_code == 404:
+            raise PermanentError(f"WebDAV base URL {self.options.url} does not exist (HTTP 404)")
+        self._raise_for_status(response, "PROPFIND", self.options.url)
+        self._ensure_dirs(tuple(self._base))
+        probe = self._url([f".invoicesync-check-{uuid.uuid4().hex[:12]}"])
+        self._raise_for_status(
+            self._request("PUT", probe, content=b"invoicesync write check\n"), "PUT", probe
+        )
+        self._raise_for_status(self._request("DELETE", probe), "DELETE", probe)
+
+    def export(self, item: ExportItem) -> ExportResult:
+        parts = split_remote_name(item.remote_name, forbidden=FORBIDDEN_CHARS.replace("/", ""))
+        final = self._url(parts)
+        existing = self._stat(final)
+        if existing is not None and existing.get("collection"):
+            raise PermanentError(f"WebDAV {final} is a folder; cannot store a document there")
+        if existing is not None and existing.get("sha256") == item.document.sha256:
+            # Same revision already there (a redelivery after a crash): keep it.
+            return ExportResult(existing.get("etag") or final)
+        folder = tuple(self._base + parts[:-1])
+        self._ensure_dirs(folder)
+        temp = self._url([*parts[:-1], f".invoicesync-{uuid.uuid4().hex[:16]}.tmp"])
+        try:
+            response = self._put(temp, item)
+            if response.status_code == 409:
+                # The folder vanished since we created it: forget and retry once.
+                self._known_dirs.clear()
+                self._ensure_dirs(folder)
+                response = self._put(temp, item)
+            self._raise_for_status(response, "PUT", temp)
+            self._set_sha256(temp, item.document.sha256)
+            response = self._request("MOVE", temp, headers={"Destination": final, "Overwrite": "T"})
+            self._raise_for_status(response, "MOVE", final)
+        except BaseException:
+            self._discard(temp)
+            raise
+        stat = self._stat(final)
+        if stat is None:
+            raise TransientError(f"WebDAV server does not show {final} right after MOVE")
+        return ExportResult(stat.get("etag") or final)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- HTTP -------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            o = self.options
+            verify: bool | str = (
+                str(o.verify_tls) if isinstance(o.verify_tls, Path) else o.verify_tls
+            )
+            auth = None
+            if o.username:
+                secret = o.password.get_secret_value() if o.password else ""
+                auth = httpx.BasicAuth(o.username, secret)
+            self._client = httpx.Client(
+                auth=auth,
+                verify=verify,
+                timeout=httpx.Timeout(o.timeout),
+                follow_redirects=False,
+                headers={"User-Agent": "invoicesync-webdav"},
+            )
+        return self._client
+
+    def _url(self, parts: list[str]) -> str:
+        # Every component is percent-encoded whole: '/', '%', '#', '?' inside a
+        # name stay literal characters and can never change the path's shape.
+        return self.options.url + "/".join(quote(p, safe="") for p in [*self._base, *parts])
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.client.request(method, url, **kwargs)
+        except ContentReadError as exc:
+            raise TransientError(f"could not read the document's content: {exc}") from None
+        except httpx.TimeoutException:
+            raise TransientError(
+                f"WebDAV {method} {url} timed out after {self.options.timeout:g}s"
+            ) from None
+        except httpx.TransportError as exc:
+            text = short_reason(str(exc)) or type(exc).__name__
+            if "CERTIFICATE_VERIFY_FAILED" in text:
+                raise PermanentError(
+                    f"WebDAV server {self.options.url} has an untrusted TLS certificate ({text}); "
+                    "set verify_tls to a CA bundle"
+                ) from None
+            raise TransientError(f"WebDAV {method} {url} failed: {text}") from None
+
+    def _put(self, url: str, item: ExportItem) -> httpx.Response:
+        with item.open() as stream:
+            size = stream_size(stream, item.document.size)
+            return self._request(
+                "PUT",
+                url,
+                content=_read_chunks(stream, self.context.stop),
+                headers={
+                    # An explicit length (not chunked encoding): Nextcloud and
+                    # several proxies handle chunked PUT badly, and it lets the
+                    # server notice a body that ends early.
+                    "Content-Length": str(size),
+                    "Content-Type": item.document.media_type or "application/octet-stream",
+                },
+            )
+
+    def _raise_for_status(self, response: httpx.Response, method: str, url: str) -> None:
+        code = response.status_code
+        if code < 300:
+            return
+        reason = _server_message(response) or response.reason_phrase
+        message = f"WebDAV {method} {url} failed: HTTP {code} {reason}".rstrip()
+        if code == 401:
+            message += " (check username and password)"
+        if 300 <= code < 400:
+            location = response.headers.get("Location", "")
+            raise PermanentError(f"{message}: redirected to {location!r}; check the url option")
+        if code in (408, 423, 425, 429) or (code >= 500 and code not in (501, 505, 507)):
+            raise TransientError(
+                message, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            )
+        raise PermanentError(message)
+
+    def _ensure_dirs(self, folder: tuple[str, ...]) -> None:
+        """MKCOL each missing folder level, top-down, remembering what exists."""
+        for depth in range(1, len(folder) + 1):
+            prefix = folder[:depth]
+            if prefix in self._known_dirs:
+                continue
+            url = self.options.url + "/".join(quote(p, safe="") for p in prefix) + "/"
+            response = self._request("MKCOL", url)
+            # 201 created; 405 it already exists (RFC 4918 9.3.1).
+            if response.status_code not in (201, 405):
+                self._raise_for_status(response, "MKCOL", url)
+                if response.status_code >= 300:  # pragma: no cover - raised above
+                    raise PermanentError(f"MKCOL {url}: HTTP {response.status_code}")
+            self._known_dirs.add(prefix)
+
+    def _stat(self, url: str) -> dict[str, str] | None:
+        """ETag and stored SHA-256 of a file, None if it does not exist."""
+        response = self._request("PROPFIND", url, headers={"Depth": "0"}, content=_PROPFIND)
+        if response.status_code == 404:
+            return None
+        self._raise_for_status(response, "PROPFIND", url)
+        if response.status_code != 207:
+            return {}
+        return _parse_props(response.content)
+
+    def _set_sha256(self, url: str, sha256: str) -> None:
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            f'<d:propertyupdate xmlns:d="DAV:" xmlns:i="{NS}"><d:set><d:prop>'
+            f"<i:sha256>{sha256}</i:sha256></d:prop></d:set></d:propertyupdate>"
+        ).encode()
+        # Best effort: a server without dead properties just re-uploads on redelivery.
+        response = self._request("PROPPATCH", url, content=body)
+        if response.status_code >= 500 or response.status_code == 429:
+            self._raise_for_status(response, "PROPPATCH", url)
+
+    def _discard(self, url: str) -> None:
+        """Delete a temporary upload; never raises (the original error matters more)."""
+        deadline = time.monotonic() + min(5.0, self.options.timeout)
+        while True:
+            try:
+                response = self.client.request("DELETE", url)
+            except Exception:
+                return
+            # The server may still be finishing the aborted PUT and recreate the
+            # file after our DELETE; confirm it is gone (bounded).
+            if response.status_code not in (200, 204, 404) or time.monotonic() > deadline:
+                return
+            try:
+                probe = self.client.request("PROPFIND", url, headers={"Depth": "0"})
+            except Exception:
+                return
+            if probe.status_code == 404:
+                return
+            time.sleep(0.05)
+
+
+def _read_chunks(stream: IO[bytes], stop: threading.Event) -> Iterator[bytes]:
+    while True:
+        if stop.is_set():
+            # Abandon the upload cleanly on shutdown: the PUT is cut short and
+            # the temporary file deleted, like any interrupted upload.
+            raise ContentReadError("invoicesync is stopping")
+        try:
+            chunk = stream.read(_CHUNK)
+        except Exception as exc:
+            raise ContentReadError(short_reason(str(exc)) or type(exc).__name__) from None
+        if not chunk:
+            return
+        yield chunk
+
+
+def _server_message(response: httpx.Response) -> str:
+    """Sabre (Nextcloud/ownCloud) puts the reason into ``<s:message>``."""
+    if "xml" not in response.headers.get("Content-Type", ""):
+        return ""
+    try:
+        root = ET.fromstring(response.content)
+    except ET.ParseError:
+        return ""
+    for element in root.iter():
+        if element.tag.endswith("}message") and element.text:
+            return short_reason(element.text)
+    return ""
+
+
+def _parse_props(body: bytes) -> dict[str, str]:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise TransientError(f"WebDAV server sent an unreadable PROPFIND answer: {exc}") from None
+    props: dict[str, str] = {}
+    for propstat in root.iter(f"{_DAV}propstat"):
+        status = propstat.findtext(f"{_DAV}status") or ""
+        if " 200 " not in f"{status} ":
+            continue
+        for prop in propstat.iter(f"{_DAV}prop"):
+            etag = prop.findtext(f"{_DAV}getetag")
+            if etag:
+                props["etag"] = etag.strip()
+            sha = prop.findtext(f"{{{NS}}}sha256")
+            if sha:
+                props["sha256"] = sha.strip()
+            if prop.find(f"{_DAV}resourcetype/{_DAV}collection") is not None:
+                props["collection"] = "1"
+    return props

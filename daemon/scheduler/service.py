@@ -1,0 +1,470 @@
+"""The daemon: a scheduler with one job per source and per export account.
+
+Threads:
+
+- the **main thread** waits for signals (:class:`SignalInbox`) and does
+  reloads and the shutdown;
+- APScheduler's **scheduler thread** sleeps until the next fire time and
+  hands due jobs to a bounded **worker pool** (``daemon.workers`` threads);
+- a one-thread **watchdog** executor pings systemd from the scheduler's own
+  loop: if the scheduler thread hangs, the pings stop and systemd restarts us.
+
+Jobs: ``import:SOURCE`` and ``export:ACCOUNT`` for every ``every``/``cron``
+schedule; accounts with ``after_import: true`` are started by each import
+(see :mod:`.jobs`). ``every`` jobs run once right after the start (spread by
+the jitter), ``cron`` jobs wait for their time. A job never overlaps itself
+and missed runs coalesce into one (``coalesce=True``, ``max_instances=1``,
+no misfire limit: a run that is late because all workers were busy still
+runs, once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from invoicesync.daemon import __version__
+from invoicesync.daemon.config.loader import ConfigError, LoadedConfig, load_config
+from invoicesync.daemon.config.models import ScheduleConfig
+from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.runtime import Runtime, open_runtime
+from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.plugins.errors import ConfigurationError
+from invoicesync.plugins.manager import PluginRegistry
+
+from .jobs import Jobs, export_job_id, import_job_id
+from .nextruns import remove_schedule, write_schedule
+from .signals import SignalInbox
+from .systemd import Notifier, watchdog_interval
+from .triggers import build_trigger
+
+__all__ = ["Daemon"]
+
+WATCHDOG_JOB = "systemd-watchdog"
+
+
+@dataclass(frozen=True)
+class _JobSpec:
+    """A scheduled job as the configuration asks for it; equal specs need no change."""
+
+    job_id: str
+    kind: str
+    subject: str
+    schedule: str  # the schedule as JSON, for comparison
+    jitter: float
+    timezone: str
+    config: ScheduleConfig = field(compare=False)
+
+
+@dataclass
+class LogOverrides:
+    """``--log-format``/``--log-level`` given on the command line win over the file."""
+
+    format: str | None = None
+    level: str | None = None
+
+
+class Daemon:
+    """``invoicesync run``: build the scheduler, run until told to stop."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        registry: PluginRegistry,
+        clock: Clock,
+        *,
+        notifier: Notifier | None = None,
+        inbox: SignalInbox | None = None,
+        log_overrides: LogOverrides | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.registry = registry
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.inbox = inbox or SignalInbox()
+        self.log_overrides = log_overrides or LogOverrides()
+        self.stop = threading.Event()
+        self.jobs = Jobs(self)
+        self.log = get_logger()
+        self._rt: Runtime | None = None
+        self._retired: list[Runtime] = []
+        self._specs: dict[str, _JobSpec] = {}
+        self._scheduler: BackgroundScheduler | None = None
+        self._publish_lock = threading.Lock()
+        self._started = time.monotonic()
+        self._last_summary = "no run yet"
+
+    # -- JobHost -------------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._rt is not None, "the daemon is not running"
+        return self._rt
+
+    @property
+    def scheduler(self) -> BackgroundScheduler:
+        assert self._scheduler is not None, "the daemon is not running"
+        return self._scheduler
+
+    def submit(self, func: Callable[..., None], args: list[Any], name: str) -> None:
+        if self.stop.is_set():
+            return
+        # A one-off job with its own id: max_instances counts per id, so a
+        # shared id could drop a request while the previous one winds down.
+        self.scheduler.add_job(func, args=args, name=name, misfire_grace_time=None)
+
+    def run_finished(self, kind: str, subject: str, summary: Any) -> None:
+        counts = summary.counts
+        if kind == "import":
+            detail = (
+                f"{counts['new']} new, {counts['new_revision']} changed, {counts['failed']} failed"
+            )
+        else:
+            detail = (
+                f"{counts['exported']} exported, {counts['failed']} failed, "
+                f"{counts['rejected']} rejected"
+            )
+        result = "ok" if summary.ok else ("failed" if summary.error else "partial")
+        at = self.clock.now().astimezone(self.runtime.config.tz)
+        self._last_summary = f"last run: {kind} {subject} {result} ({detail}) at {at:%H:%M:%S}"
+        self.notifier.status(self._status_line())
+        self.publish_schedule()
+
+    # -- the main loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start, serve signals until SIGTERM/SIGINT, stop; the process exit code."""
+        _route_library_logs()
+        self.inbox.install()
+        try:
+            self._rt = self._open_runtime(self.loaded)
+        except ConfigurationError as exc:
+            self.log.error("config.invalid", file=str(self.loaded.path), problems=[str(exc)])
+            self.inbox.restore()
+            return 2
+        config = self.runtime.config
+        self._scheduler = BackgroundScheduler(
+            timezone=config.tz,
+            executors={
+                "default": ThreadPoolExecutor(max_workers=config.daemon.workers),
+                "watchdog": ThreadPoolExecutor(max_workers=1),
+            },
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.scheduler.add_listener(
+            self._on_scheduler_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED
+        )
+        self._sync_jobs(first=True)
+        interval = watchdog_interval()
+        if interval is not None and self.notifier.enabled:
+            self.scheduler.add_job(
+                self.notifier.watchdog,
+                "interval",
+                seconds=interval,
+                id=WATCHDOG_JOB,
+                name="systemd watchdog",
+                executor="watchdog",
+                next_run_time=datetime.now(config.tz),
+            )
+        # Paused until READY=1 is out, so that systemd hears READY before any
+        # job's STATUS or the first WATCHDOG ping.
+        self.scheduler.start(paused=True)
+        self.publish_schedule()
+        self.log.info(
+            "daemon.started",
+            version=__version__,
+            pid=os.getpid(),
+            config=str(self.loaded.path),
+            sources=len(config.sources),
+            accounts=len(config.exports),
+            jobs=len(self._specs),
+            workers=config.daemon.workers,
+            watchdog_s=interval,
+        )
+        self.notifier.ready(self._status_line())
+        self.scheduler.resume()
+        self._catch_up("start")
+        signum = None
+        while signum not in (signal.SIGTERM, signal.SIGINT):
+            signum = self.inbox.wait()
+            if signum == signal.SIGHUP:
+                self.reload()
+        return self.shutdown(signal.Signals(signum).name if signum else "?")
+
+    def _status_line(self) -> str:
+        cfg = self.runtime.config
+        return f"{len(cfg.sources)} sources, {len(cfg.exports)} accounts; {self._last_summary}"
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def _desired(self, rt: Runtime) -> dict[str, _JobSpec]:
+        cfg = rt.config
+        jitter = cfg.daemon.jitter.total_seconds()
+        wanted: dict[str, _JobSpec] = {}
+        entries: list[tuple[str, Any]] = [("import", s) for s in cfg.sources]
+        entries += [("export", a) for a in cfg.exports]
+        for kind, entry in entries:
+            schedule = entry.schedule
+            if schedule is None or schedule.after_import:
+                continue
+            job_id = import_job_id(entry.id) if kind == "import" else export_job_id(entry.id)
+            wanted[job_id] = _JobSpec(
+                job_id,
+                kind,
+                entry.id,
+                schedule.model_dump_json(),
+                jitter,
+                cfg.timezone,
+                schedule,
+            )
+        return wanted
+
+    def _sync_jobs(self, first: bool = False) -> dict[str, list[str]]:
+        """Make the scheduler's jobs match the configuration, in place."""
+        rt = self.runtime
+        wanted = self._desired(rt)
+        changes: dict[str, list[str]] = {"added": [], "removed": [], "rescheduled": []}
+        for job_id in sorted(set(self._specs) - set(wanted)):
+            if self.scheduler.get_job(job_id) is not None:
+                self.scheduler.remove_job(job_id)
+            del self._specs[job_id]
+            changes["removed"].append(job_id)
+        now = datetime.now(rt.config.tz)
+        jitter = rt.config.daemon.jitter
+        for job_id, spec in wanted.items():
+            old = self._specs.get(job_id)
+            if old == spec:
+                continue
+            trigger = build_trigger(spec.config, rt.config.tz, jitter)
+            if old is not None and self.scheduler.get_job(job_id) is not None:
+                self.scheduler.reschedule_job(job_id, trigger=trigger)
+                changes["rescheduled"].append(job_id)
+            else:
+                func = (
+                    self.jobs.import_source if spec.kind == "import" else self.jobs.export_account
+                )
+                extra: dict[str, Any] = {}
+                if spec.config.every is not None and spec.config.window is None:
+                    # Interval jobs run once at the start, spread by the jitter.
+                    spread = min(jitter.total_seconds(), spec.config.every.total_seconds() / 4)
+                    extra["next_run_time"] = now + timedelta(seconds=random.uniform(0, spread))
+                self.scheduler.add_job(
+                    func,
+                    trigger=trigger,
+                    args=[spec.subject],
+                    id=job_id,
+                    name=job_id,
+                    replace_existing=True,
+                    **extra,
+                )
+                changes["added"].append(job_id)
+            self._specs[job_id] = spec
+        return changes
+
+    def _catch_up(self, reason: str) -> None:
+        """Run every ``after_import`` account once now.
+
+        Their runs are otherwise started only by imports that change
+        something, so without this, work left over from before -- a document
+        abandoned at the last shutdown, documents a reload's wider
+        restrictions now admit -- would wait for the next new document.
+        """
+        for account in self.runtime.config.exports:
+            if account.schedule is not None and account.schedule.after_import:
+                self.jobs.request_export(account.id, reason)
+
+    def _on_scheduler_event(self, event: JobEvent) -> None:
+        job_id = event.job_id
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self.log.info("job.skipped_busy", job=job_id)
+        elif event.code == EVENT_JOB_MISSED:
+            self.log.warning("job.missed", job=job_id)
+        elif event.code == EVENT_JOB_ERROR:  # job bodies catch everything; belt and braces
+            exc = getattr(event, "exception", None)
+            self.log.error("job.error", job=job_id, error=f"{type(exc).__name__}: {exc}")
+
+    def publish_schedule(self) -> None:
+        """Write each job's next fire time for ``invoicesync status``."""
+        if self._scheduler is None or self._rt is None:
+            return
+        jobs: dict[str, datetime | None] = {
+            job.id: job.next_run_time for job in self.scheduler.get_jobs() if job.id in self._specs
+        }
+        with self._publish_lock:
+            try:
+                write_schedule(self.runtime.state_dir, jobs, datetime.now(self.runtime.config.tz))
+            except OSError as exc:
+                self.log.warning("daemon.schedule_not_written", error=str(exc))
+
+    # -- reload ----------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """SIGHUP: validate the file, then swap configuration and jobs in place.
+
+        An invalid file is logged as ``config.invalid`` and changes nothing.
+        Plugins are not reloaded (new connector types need a restart), and
+        ``daemon.workers`` takes effect at the next start.
+        """
+        self.notifier.reloading()
+        path = self.loaded.path
+        try:
+            loaded = load_config(path, self.registry)
+            rt = self._open_runtime(loaded, reuse=self.runtime)
+        except ConfigError as exc:
+            self._invalid(path, [str(p) for p in exc.problems])
+            return False
+        except ConfigurationError as exc:
+            self._invalid(path, [str(exc)])
+            return False
+        except Exception as exc:  # e.g. the new database is unreachable: keep running
+            self._invalid(path, [f"{type(exc).__name__}: {exc}"])
+            return False
+        old = self.runtime
+        register_secrets(loaded.secrets)
+        log_cfg = loaded.config.log
+        configure_logging(
+            self.log_overrides.format or log_cfg.format.value,
+            self.log_overrides.level or log_cfg.level.value,
+        )
+        self.log = get_logger()
+        self.loaded = loaded
+        self._rt = rt
+        if rt.engine is not old.engine:
+            self._retired.append(old)  # closed at shutdown: runs may still use it
+        changes = self._sync_jobs()
+        restart_needed = []
+        if loaded.config.daemon.workers != old.config.daemon.workers:
+            restart_needed.append("daemon.workers")
+        self.publish_schedule()
+        self._catch_up("reload")
+        self.log.info(
+            "daemon.reloaded",
+            config=str(path),
+            sources=len(loaded.config.sources),
+            accounts=len(loaded.config.exports),
+            restart_needed=restart_needed,
+            **changes,
+        )
+        self.notifier.ready(self._status_line())
+        return True
+
+    def _invalid(self, path: Path, problems: list[str]) -> None:
+        self.log.error(
+            "config.invalid",
+            file=str(path),
+            problems=problems,
+            action="kept the running configuration",
+        )
+        self.notifier.ready(f"configuration reload failed; {self._status_line()}")
+
+    def _open_runtime(self, loaded: LoadedConfig, reuse: Runtime | None = None) -> Runtime:
+        cfg = loaded.config
+        if reuse is not None and (reuse.config.state, reuse.config.database) == (
+            cfg.state,
+            cfg.database,
+        ):
+            # Same database: keep the engine (and its connection pool); only
+            # evaluators, templates and options are rebuilt.
+            rt = Runtime(loaded, self.registry, self.clock, reuse.engine, reuse.blobs)
+        else:
+            rt = open_runtime(loaded, self.registry, self.clock)
+        # One stop flag for every runtime, so SIGTERM reaches runs that
+        # started under an older configuration too.
+        rt.stop = self.stop
+        return rt
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def shutdown(self, signame: str) -> int:
+        """Stop taking work, let runs finish or abandon cleanly, exit 0 in the grace period."""
+        grace = self.runtime.config.daemon.grace_period.total_seconds()
+        deadline = time.monotonic() + grace
+        running = self.jobs.in_flight()
+        self.log.info("daemon.stopping", signal=signame, grace_period=grace, running=running)
+        self.notifier.stopping(f"stopping ({signame}); {len(running)} run(s) in progress")
+        self.stop.set()  # connectors and the engine check it between documents and chunks
+        # wait=False: the worker pool is drained below with our own deadline;
+        # queued job bodies see the stop flag and return at once.
+        self.scheduler.shutdown(wait=False)
+        clean = self.jobs.wait_idle(max(0.0, deadline - time.monotonic()))
+        abandoned = [] if clean else self.jobs.in_flight()
+        if clean:
+            for rt in [self.runtime, *self._retired]:
+                rt.close()
+        with contextlib.suppress(OSError):
+            remove_schedule(self.runtime.state_dir)
+        self.log.info(
+            "daemon.stopped",
+            signal=signame,
+            clean=clean,
+            abandoned=abandoned,
+            uptime_s=round(time.monotonic() - self._started, 1),
+        )
+        self.notifier.close()
+        self.inbox.restore()
+        if not clean:
+            # A connector ignored the stop flag past the grace period. Whatever
+            # it was writing is still marked "exporting" in the ledger and is
+            # finished idempotently at the next start; exit now, with 0, as
+            # promised: the interpreter would otherwise wait for the thread.
+            sys.stderr.flush()
+            os._exit(0)
+        return 0
+
+
+class _ToStructlog(logging.Handler):
+    """Forward stdlib log records (APScheduler, libraries) as JSON events."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            logger = get_logger(logger=record.name)
+            message = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                logger.error("library.log", message=message)
+            else:
+                logger.warning("library.log", message=message)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _route_library_logs() -> None:
+    """Every line on stderr must be one of our events (log monitoring parses them).
+
+    Libraries log through the stdlib; their warnings would otherwise reach
+    stderr as bare text. Uncaught thread errors become ``daemon.thread_error``.
+    """
+    root = logging.getLogger()
+    if not any(isinstance(h, _ToStructlog) for h in root.handlers):
+        root.addHandler(_ToStructlog(level=logging.WARNING))
+    logging.captureWarnings(True)
+    # APScheduler reports skipped and missed runs itself at WARNING; our
+    # listener logs them as job.* events, so keep only its errors.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        get_logger().error(
+            "daemon.thread_error",
+            thread=args.thread.name if args.thread else None,
+            error=f"{args.exc_type.__name__}: {args.exc_value}",
+        )
+
+    threading.excepthook = excepthook
