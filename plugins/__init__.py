@@ -6,6 +6,9 @@ here changes incompatibly within a ``PLUGIN_API_VERSION`` major number::
     from invoicesync.plugins import (
         ExportItem, ExportResult, PermanentError, Target, TransientError, hookimpl,
     )
+
+Connector tests use :mod:`invoicesync.plugins.testing` (the conformance suite
+and test-data builders, also a pytest plugin). docs/plugins.md is the guide.
 """
 
 from .checks import AttributeCheck, CheckOutcome
