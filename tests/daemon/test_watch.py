@@ -21,6 +21,7 @@ from fixtures.daemon_proc import (
     start_daemon_fixture,  # noqa: F401
     write_config,
 )
+from invoicesync.daemon.scheduler.jobs import Jobs
 from invoicesync.daemon.scheduler.watch import SourceWatcher
 from invoicesync.plugins import WatchSpec
 
@@ -192,3 +193,54 @@ def test_source_watcher_triggers_and_stops_promptly(tmp_path: Path) -> None:
     started = time.monotonic()
     assert watcher.stop("shutdown", timeout=5)
     assert time.monotonic() - started < 2
+
+
+class _Host:
+    """A JobHost that records submissions instead of running them."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.submitted: list[tuple[Callable[..., None], list[Any]]] = []
+
+    @property
+    def runtime(self) -> Any:
+        raise AssertionError("not used")
+
+    def submit(self, func: Callable[..., None], args: list[Any], name: str) -> None:
+        self.submitted.append((func, args))
+
+    def run_finished(self, kind: str, subject: str, summary: Any) -> None:
+        pass
+
+
+def test_request_import_coalesces_bursts() -> None:
+    """Changes while a request waits for a worker add nothing; during a run, one rerun."""
+    host = _Host()
+    jobs = Jobs(host)
+    runs: list[str] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def import_once(source_id: str) -> None:
+        runs.append(source_id)
+        if len(runs) == 1:
+            inside.set()
+            assert release.wait(DEADLINE)
+
+    jobs._import_once = import_once  # type: ignore[method-assign]
+    for _ in range(3):
+        jobs.request_import("inbox", "watch: change")
+    assert len(host.submitted) == 1  # one queued request covers the burst
+    func, args = host.submitted[0]
+    worker = threading.Thread(target=func, args=args)
+    worker.start()
+    assert inside.wait(DEADLINE)
+    jobs.request_import("inbox", "watch: change")
+    jobs.request_import("inbox", "watch: change")
+    assert len(host.submitted) == 1  # running: asked for a rerun instead
+    release.set()
+    worker.join(DEADLINE)
+    assert jobs.wait_idle(DEADLINE)
+    assert runs == ["inbox", "inbox"]  # the run and exactly one rerun
+    jobs.request_import("inbox", "watch: change")  # idle again: submitted anew
+    assert len(host.submitted) == 2
