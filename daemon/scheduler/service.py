@@ -51,7 +51,7 @@ from invoicesync.daemon.config.models import ScheduleConfig
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
-from invoicesync.plugins.connectors import Source
+from invoicesync.plugins.connectors import Source, WatchSpec
 from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.manager import PluginRegistry
 
@@ -310,7 +310,7 @@ class Daemon:
     def _sync_watchers(self) -> None:
         """Start, restart or stop watcher threads to match the configuration."""
         rt = self.runtime
-        wanted: dict[str, tuple[Any, Any]] = {}
+        wanted: dict[str, tuple[Any, WatchSpec | None]] = {}
         for source in rt.config.sources:
             key = (source.type, rt.loaded.source_options[source.id].model_dump_json())
             old = self._watchers.get(source.id)
@@ -332,7 +332,7 @@ class Daemon:
             self._watchers[source_id] = watcher
             watcher.start()
 
-    def _watch_spec(self, rt: Runtime, source: Any) -> Any:
+    def _watch_spec(self, rt: Runtime, source: Any) -> WatchSpec | None:
         """The source's WatchSpec, or None; only asked of types that can watch."""
         try:
             cls = self.registry.source_type(source.type)
