@@ -1,12 +1,13 @@
 """Export rate of the network targets on loopback: N documents of S bytes each.
 
-    python bench/targets.py [--count 1000] [--size 51200] [--only webdav,s3,rclone-local]
+    python bench/targets.py [--count 1000] [--size 51200] [--only webdav,s3,rclone-rcd-local]
 
 Starts each server as its own process (WsgiDAV on cheroot, moto's standalone
 S3 server), then calls ``Target.export`` directly and sequentially, one fresh
 document after another, as the engine does for one account. Prints one line
 per target with documents per second. Needs the ``test`` extra (wsgidav,
-cheroot, moto, boto3) and the ``rclone`` program.
+cheroot, moto, boto3) and the ``rclone`` program. ``rclone-*`` runs rclone
+twice per document; ``rclone-rcd-*`` uses ``persistent: true``.
 """
 
 from __future__ import annotations
@@ -197,16 +198,18 @@ def main() -> None:
                 )
                 measure("s3", S3Target("s", opts, ctx), batch)
 
-        def run_rclone_local() -> None:
+        def run_rclone_local(persistent: bool) -> None:
             conf = work / "rclone.conf"
             conf.write_text("[loc]\ntype = local\n")
+            where = work / f"rclone-local-{persistent}"
             opts = RcloneOptions.model_validate(
-                {"remote": f"loc:{work / 'rclone-local'}", "config": str(conf)}
+                {"remote": f"loc:{where}", "config": str(conf), "persistent": persistent}
             )
-            measure("rclone (local)", RcloneTarget("r", opts, ctx), batch)
+            label = "rclone rcd local" if persistent else "rclone local"
+            measure(label, RcloneTarget("r", opts, ctx), batch)
 
-        def run_rclone_webdav() -> None:
-            with webdav_server(work / "dav2") as url:
+        def run_rclone_webdav(persistent: bool) -> None:
+            with webdav_server(work / f"dav-{persistent}") as url:
                 obscured = subprocess.run(
                     ["rclone", "obscure", PASSWORD], capture_output=True, text=True, check=True
                 ).stdout.strip()
@@ -215,14 +218,19 @@ def main() -> None:
                     f"[dav]\ntype = webdav\nurl = {url}\nvendor = other\n"
                     f"user = {USER}\npass = {obscured}\n"
                 )
-                opts = RcloneOptions.model_validate({"remote": "dav:bench", "config": str(conf)})
-                measure("rclone (webdav)", RcloneTarget("r", opts, ctx), batch)
+                opts = RcloneOptions.model_validate(
+                    {"remote": "dav:bench", "config": str(conf), "persistent": persistent}
+                )
+                label = "rclone rcd webdav" if persistent else "rclone webdav"
+                measure(label, RcloneTarget("r", opts, ctx), batch)
 
         for label, fn in (
             ("webdav", run_webdav),
             ("s3", run_s3),
-            ("rclone-local", run_rclone_local),
-            ("rclone-webdav", run_rclone_webdav),
+            ("rclone-local", lambda: run_rclone_local(False)),
+            ("rclone-webdav", lambda: run_rclone_webdav(False)),
+            ("rclone-rcd-local", lambda: run_rclone_local(True)),
+            ("rclone-rcd-webdav", lambda: run_rclone_webdav(True)),
         ):
             if label in wanted:
                 runs.append((label, fn))

@@ -540,6 +540,43 @@ def config_schema(app: AppContext, output: Path | None) -> None:
         click.echo(text)
 
 
+@main.group()
+def secret() -> None:
+    """Store or delete secrets in the system keyring.
+
+    The configuration refers to a stored secret as `keyring:NAME`. On a
+    headless server without a keyring, use `env:VAR` or systemd credentials
+    (`credential:NAME`) instead; see docs/secrets.md.
+    """
+
+
+@secret.command("set")
+@click.argument("name")
+def secret_set(name: str) -> None:
+    """Prompt for a secret (not echoed) and store it in the keyring as NAME."""
+    from invoicesync.daemon.config.secrets import SecretError, set_secret
+
+    value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    try:
+        set_secret(name, value)
+    except SecretError as exc:
+        fail(str(exc))
+    click.echo(f"stored; refer to it as keyring:{name}")
+
+
+@secret.command("delete")
+@click.argument("name")
+def secret_delete(name: str) -> None:
+    """Remove the secret NAME from the keyring."""
+    from invoicesync.daemon.config.secrets import SecretError, delete_secret
+
+    try:
+        delete_secret(name)
+    except SecretError as exc:
+        fail(str(exc))
+    click.echo(f"deleted {name}")
+
+
 def _known(given: tuple[str, ...] | list[str], known: list[str], what: str) -> None:
     unknown = [g for g in given if g not in known]
     if unknown:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 import structlog
+from invoicesync.daemon.config.secrets import SecretRedactor
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -21,32 +22,16 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+# One redactor for the process; configuration loads add the secrets they
+# resolved (a reload may add more; old ones stay masked, which is harmless).
+_redactor = SecretRedactor()
 _secrets: set[str] = set()
 
 
 def register_secrets(values: Iterable[str]) -> None:
-    """Mask these values wherever they would appear in a log line."""
-    _secrets.update(v for v in values if v and len(v) >= 3)
-
-
-def _mask(value: Any) -> Any:
-    if isinstance(value, str):
-        for secret in _secrets:
-            if secret in value:
-                value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_mask(v) for v in value)
-    return value
-
-
-def redact_secrets(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """structlog processor: replace known secret values with ``***``."""
-    if not _secrets:
-        return event_dict
-    return {k: _mask(v) for k, v in event_dict.items()}
+    """Mask these values (and their URL-encoded forms) wherever they would appear."""
+    _secrets.update(v for v in values if v)
+    _redactor.update(_secrets)
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
@@ -64,7 +49,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            redact_secrets,
+            _redactor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -179,18 +180,43 @@ def test_429_retry_after_is_respected(portal: Portal, tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert run.ids == ["D001"]
     assert elapsed >= 1.0, "Retry-After: 1 must be waited for"
-    assert elapsed < 5
     retries = [f for _, e, f in logger.events if e == "http_portal.retry"]
     assert retries and retries[0]["problem"] == "HTTP 429" and retries[0]["wait_s"] == 1.0
+
+
+class RecordingStop(threading.Event):
+    """A stop event that records how long the source asked to wait, without waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout if timeout is not None else -1.0)
+        return False
 
 
 def test_retry_after_is_bounded_by_retry_max(portal: Portal, tmp_path: Path) -> None:
     seed(portal, 1)
     portal.fail("/api/page/documents", 429, **{"Retry-After": "3600"})
-    started = time.monotonic()
-    run = run_fetch(make_source(portal, tmp_path))  # retry.max: 0.05
+    portal.fail("/api/files/D001", 503, **{"Retry-After": "7"})
+    source = make_source(portal, tmp_path, retry={"attempts": 3, "initial": 0.01, "max": 0.5})
+    stop = RecordingStop()
+    source.context.stop = stop
+    run = run_fetch(source)
     assert run.ids == ["D001"]
-    assert time.monotonic() - started < 2
+    assert stop.waits == [0.5, 0.5]  # both hints capped at retry.max
+
+
+def test_backoff_grows_exponentially_with_jitter(portal: Portal, tmp_path: Path) -> None:
+    seed(portal, 1)
+    portal.fail("/api/page/documents", 500, times=3)
+    source = make_source(portal, tmp_path, retry={"attempts": 4, "initial": 1, "max": 3})
+    stop = RecordingStop()
+    source.context.stop = stop
+    assert run_fetch(source).ids == ["D001"]
+    first, second, third = stop.waits
+    assert 0.5 <= first <= 1 and 1 <= second <= 2 and 2 <= third <= 3
 
 
 def test_5xx_once_is_retried(portal: Portal, tmp_path: Path) -> None:
@@ -289,6 +315,20 @@ def test_api_key_as_query_parameter(portal: Portal, tmp_path: Path) -> None:
     assert [s.content for s in run.stored] == contents
     assert all(r.query.get("key") == TOKEN for r in portal.requests)
     assert all("x-api-key" not in r.headers for r in portal.requests)
+
+
+def test_https_with_ca_file_and_untrusted_certificate(portal_factory: Any, tmp_path: Path) -> None:
+    secure: Portal = portal_factory(tls=True)
+    secure.auth = ("bearer", TOKEN)
+    contents = seed(secure, 2)
+    auth = {"type": "bearer", "token": TOKEN}
+    source = make_source(secure, tmp_path, auth=auth, ca_file=str(secure.ca_file))
+    assert [s.content for s in run_fetch(source).stored] == contents
+    with pytest.raises(ConnectorError, match=r"not trusted.*ca_file") as info:
+        make_source(secure, tmp_path, auth=auth).check()
+    assert not isinstance(info.value, TransientError)
+    unchecked = make_source(secure, tmp_path, auth=auth, verify_tls=False)
+    assert len(run_fetch(unchecked).stored) == 2
 
 
 def test_credentials_stay_on_the_portal_origin(portal_factory: Any, tmp_path: Path) -> None:

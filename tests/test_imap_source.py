@@ -440,3 +440,25 @@ def test_secret_never_leaks(mailbox: Mailbox, tmp_path: Path) -> None:
     texts.append(logger.text())
     for text in texts:
         assert SECRET not in text
+
+
+def test_attachment_inside_forwarded_mail(mailbox: Mailbox, tmp_path: Path) -> None:
+    from email.message import EmailMessage
+    from email.parser import BytesParser
+    from email.policy import default
+
+    inner_pdf = pdf("forwarded")
+    inner = BytesParser(policy=default).parsebytes(
+        make_mail("Original invoice", attachments=[("original.pdf", "application/pdf", inner_pdf)])
+    )
+    outer = EmailMessage()
+    outer["From"] = "Colleague <colleague@firm.example>"
+    outer["To"] = "accounts@firm.example"
+    outer["Subject"] = "Fwd: Original invoice"
+    outer["Message-ID"] = "<fwd-1@firm.example>"
+    outer.set_content("see attached")
+    outer.add_attachment(inner)  # message/rfc822
+    mailbox.append(outer.as_bytes())
+    run = run_fetch(make_source(mailbox, tmp_path))
+    assert [(s.filename, s.content) for s in run.stored] == [("original.pdf", inner_pdf)]
+    assert run.stored[0].doc.metadata.fields["mail_from"] == "Colleague <colleague@firm.example>"

@@ -247,30 +247,3 @@ def test_redactor_in_a_structlog_pipeline(caplog: pytest.LogCaptureFixture) -> N
     assert SECRET not in lines[0]
     assert "***" in lines[0]
     assert "connector.error" in lines[0]
-
-
-def test_secret_commands_set_and_delete(file_keyring: object) -> None:
-    from click.testing import CliRunner
-    from invoicesync.daemon.config.secret_commands import secret
-
-    runner = CliRunner()
-    result = runner.invoke(secret, ["set", "imap-acme"], input=SECRET + "\n")
-    assert result.exit_code == 0, result.output
-    assert SECRET not in result.output
-    assert "keyring:imap-acme" in result.output
-    assert get_secret("imap-acme") == SECRET
-    result = runner.invoke(secret, ["delete", "imap-acme"])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(secret, ["delete", "imap-acme"])
-    assert result.exit_code == 2
-    assert "no secret named 'imap-acme'" in result.output
-
-
-def test_secret_commands_without_keyring(no_keyring: None) -> None:
-    from click.testing import CliRunner
-    from invoicesync.daemon.config.secret_commands import secret
-
-    result = CliRunner().invoke(secret, ["set", "imap"], input=SECRET + "\n")
-    assert result.exit_code == 2
-    assert "credential:NAME" in result.output and "env:VAR" in result.output
-    assert SECRET not in result.output

@@ -78,6 +78,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An idle connection is probed with NOOP before reuse: servers drop idle
 # clients after a while (Postfix: 300 s) and we'd rather reconnect than fail.
 _IDLE_PROBE_S = 10.0
+# After the server refused our credentials (or TLS), exports fail fast with the
+# same error for this long instead of logging in again for every document:
+# providers lock accounts after a burst of failed logins.
+ACCESS_RETRY_S = 60.0
 _UNSAFE_NAME = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 
 
@@ -259,6 +263,7 @@ class EmailTarget(Target[EmailOptions]):
         self._subject = Template(options.subject)
         self._body = Template(options.body)
         self._sent = _SentLog(Path(context.state_dir) / "sent-message-ids")
+        self._access_error: tuple[float, EmailAccessError] | None = None
 
     # -- public API -----------------------------------------------------------
 
@@ -278,6 +283,7 @@ class EmailTarget(Target[EmailOptions]):
         """
         with self._lock:
             self._drop()
+            self._access_error = None  # an explicit check always tries afresh
             smtp = self._connect()
             try:
                 code, reply = smtp.mail(self._envelope_from())
@@ -468,7 +474,18 @@ class EmailTarget(Target[EmailOptions]):
                     self._drop()
             except Exception:
                 self._drop()
-        return self._smtp or self._connect()
+        if self._smtp is not None:
+            return self._smtp
+        if self._access_error is not None:
+            since, error = self._access_error
+            if time.monotonic() - since < ACCESS_RETRY_S:
+                raise EmailAccessError(str(error))
+            self._access_error = None
+        try:
+            return self._connect()
+        except EmailAccessError as exc:
+            self._access_error = (time.monotonic(), exc)
+            raise
 
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None

@@ -1,6 +1,6 @@
 """The ``folder`` source: every file in a directory tree is a document.
 
-Rules (also in docs/builtin-connectors.md):
+Rules (also in docs/connectors/builtin.md):
 
 - The external id is the file's POSIX path relative to ``path``; the walk is
   depth-first in sorted name order, so fetches are deterministic.

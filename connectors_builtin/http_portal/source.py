@@ -489,6 +489,12 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                 else:
                     raise ConnectorError(f"{self._display(url)}: too many redirects")
             except httpx.TransportError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    # Not going to heal by waiting.
+                    raise ConnectorError(
+                        f"{self._display(url)}: the server's TLS certificate is not trusted; "
+                        "give its CA as ca_file"
+                    ) from None
                 problem = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'connection failed'}"
                 delay = None
             else:

@@ -454,7 +454,7 @@ class ImapSource(Source[ImapOptions]):
 
         criteria = ["UID", f"{last_uid + 1}:*"]
         if o.since is not None:
-            criteria += ["SINCE", o.since.strftime("%d-%b-%Y")]
+            criteria += ["SINCE", _imap_date(o.since)]
         data = self._call(f"searching folder {folder!r}", conn.uid, "SEARCH", *criteria)
         # "N:*" always matches the highest UID, even below N.
         uids = sorted(
@@ -732,6 +732,14 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return f"timed out ({text})"
     return clean_text(text, 300)
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _imap_date(day: date) -> str:
+    """``1-Mar-2026``: IMAP's date format, independent of the process locale."""
+    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
 
 def _decode_words(value: str) -> str:

@@ -37,7 +37,8 @@ from invoicesync.plugins import (
 )
 from pydantic import Field, SecretStr, field_validator
 
-from .._remote import Duration, replace_chars, short_reason, split_remote_name
+from .._remote import ContentReadError, Duration, replace_chars, short_reason, split_remote_name
+from .rcd import RcdServer
 
 __all__ = ["EXIT_CODES", "RcloneOptions", "RcloneTarget", "classify_exit"]
 
@@ -96,7 +97,10 @@ class RcloneOptions(ConnectorOptions):
     timeout: Duration = 60.0
     """Seconds to wait for connecting and for the server to answer (rclone's I/O timeout)."""
     transfer_timeout: Duration = 900.0
-    """Seconds one rclone run may take in all before it is stopped."""
+    """Seconds one rclone run (or one upload in persistent mode) may take in all."""
+    persistent: bool = False
+    """Keep one ``rclone rcd`` running and send documents to it over loopback HTTP,
+    instead of starting rclone twice per document: much faster for bulk exports."""
 
     @field_validator("remote")
     @classmethod
@@ -139,6 +143,7 @@ class RcloneTarget(Target[RcloneOptions]):
     def __init__(self, id: str, options: RcloneOptions, context: ConnectorContext) -> None:
         super().__init__(id, options, context)
         self._program: str | None = None
+        self._rcd: RcdServer | None = None
 
     def sanitize_component(self, component: str) -> str:
         """Replace ``\\ : * ? " < > |`` and trailing dots/spaces (unportable across clouds)."""
@@ -146,15 +151,25 @@ class RcloneTarget(Target[RcloneOptions]):
 
     def check(self) -> None:
         """Create the remote folder, then write and delete a probe file."""
+        probe = f".invoicesync-check-{uuid.uuid4().hex[:12]}"
+        if self.options.persistent:
+            rcd = self.rcd
+            rcd.call("operations/mkdir", {"fs": self.options.remote, "remote": ""})
+            rcd.upload(self.options.remote, "", probe, _BytesSource(b"invoicesync write check\n"))
+            rcd.call("operations/deletefile", {"fs": self.options.remote, "remote": probe})
+            return
         self._run(["mkdir", self.options.remote], what="mkdir")
-        probe = self._join([f".invoicesync-check-{uuid.uuid4().hex[:12]}"])
-        self._rcat(probe, _BytesSource(b"invoicesync write check\n"))
-        self._run(["deletefile", probe], what="deletefile")
+        self._rcat(self._join([probe]), _BytesSource(b"invoicesync write check\n"))
+        self._run(["deletefile", self._join([probe])], what="deletefile")
 
     def export(self, item: ExportItem) -> ExportResult:
         parts = split_remote_name(item.remote_name)
+        temp_name = f".invoicesync-{uuid.uuid4().hex[:16]}.tmp"
+        if self.options.persistent:
+            self._export_rcd(item, parts, temp_name)
+            return ExportResult(self._join(parts))
         final = self._join(parts)
-        temp = self._join([*parts[:-1], f".invoicesync-{uuid.uuid4().hex[:16]}.tmp"])
+        temp = self._join([*parts[:-1], temp_name])
         try:
             with item.open() as stream:
                 self._rcat(temp, stream)
@@ -163,6 +178,45 @@ class RcloneTarget(Target[RcloneOptions]):
             self._discard(temp)
             raise
         return ExportResult(final)
+
+    def close(self) -> None:
+        if self._rcd is not None:
+            self._rcd.close()
+            self._rcd = None
+
+    # -- persistent mode: one rclone rcd ----------------------------------------
+
+    @property
+    def rcd(self) -> RcdServer:
+        if self._rcd is not None and not self._rcd.alive:
+            self._rcd.close()  # it died (OOM, killed): start a new one
+            self._rcd = None
+        if self._rcd is None:
+            self._rcd = RcdServer(
+                self._command([]),
+                self._env(),
+                timeout=self.options.timeout,
+                transfer_timeout=self.options.transfer_timeout,
+                classify=classify_message,
+            )
+        return self._rcd
+
+    def _export_rcd(self, item: ExportItem, parts: list[str], temp_name: str) -> None:
+        fs = self.options.remote
+        folder = "/".join(parts[:-1])
+        temp = "/".join([*parts[:-1], temp_name])
+        rcd = self.rcd
+        try:
+            with item.open() as stream:
+                rcd.upload(fs, folder, temp_name, _StoppableSource(stream, self.context.stop))
+            rcd.call(
+                "operations/movefile",
+                {"srcFs": fs, "srcRemote": temp, "dstFs": fs, "dstRemote": "/".join(parts)},
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                rcd.call("operations/deletefile", {"fs": fs, "remote": temp})
+            raise
 
     # -- running rclone -----------------------------------------------------------
 
@@ -299,6 +353,19 @@ class RcloneTarget(Target[RcloneOptions]):
             self._run(["deletefile", temp], what="deletefile")
 
 
+class _StoppableSource:
+    """The content stream, cut short when the daemon is stopping."""
+
+    def __init__(self, stream: IO[bytes], stop: threading.Event) -> None:
+        self._stream = stream
+        self._stop = stop
+
+    def read(self, size: int) -> bytes:
+        if self._stop.is_set():
+            raise ContentReadError("invoicesync is stopping")
+        return self._stream.read(size)
+
+
 class _BytesSource:
     def __init__(self, data: bytes) -> None:
         self._data = data
@@ -317,11 +384,21 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def _detail(output: str) -> str:
+    lines = [_LOG_PREFIX.sub("", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("INFO", "DEBUG"))]
+    return short_reason(" | ".join(lines[-3:]), 500)
+
+
+def _by_text(message: str, detail: str) -> TransientError | PermanentError:
+    if _PERMANENT_TEXT.search(detail) and not _TRANSIENT_TEXT.search(detail):
+        return PermanentError(message)
+    return TransientError(message)
+
+
 def classify_exit(code: int, stderr: str, what: str) -> TransientError | PermanentError:
     """Turn an rclone exit code and its error output into the daemon's error type."""
-    lines = [_LOG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
-    lines = [line for line in lines if line and not line.startswith(("INFO", "DEBUG"))]
-    detail = short_reason(" | ".join(lines[-3:]), 500)
+    detail = _detail(stderr)
     if code < 0:
         meaning = f"killed by signal {-code}"
     else:
@@ -330,7 +407,11 @@ def classify_exit(code: int, stderr: str, what: str) -> TransientError | Permane
     if code < 0 or code in _TRANSIENT_EXITS:
         return TransientError(message)
     if code == 1:
-        if _PERMANENT_TEXT.search(detail) and not _TRANSIENT_TEXT.search(detail):
-            return PermanentError(message)
-        return TransientError(message)
+        return _by_text(message, detail)
     return PermanentError(message)
+
+
+def classify_message(text: str, what: str) -> TransientError | PermanentError:
+    """Classify an error message of ``rclone rcd`` (which has no exit code) like exit 1."""
+    detail = _detail(text) or "rclone rcd stopped"
+    return _by_text(f"rclone {what} failed: {detail}", detail)

@@ -34,6 +34,7 @@ import shlex
 import socket
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -58,6 +59,10 @@ __all__ = ["SftpAccessError", "SftpOptions", "SftpTarget"]
 _CHUNK = 32768  # paramiko's largest SFTP write request; pipelined below
 _TEMP_MARK = ".invoicesync-tmp-"
 _NAME_MAX = 255  # bytes per path component on every common server file system
+# After the server refused our credentials or host key, exports fail fast with
+# the same error for this long instead of logging in again for every document:
+# a burst of failed logins gets the daemon's address banned (fail2ban, sshguard).
+ACCESS_RETRY_S = 60.0
 # Characters Windows-hosted SFTP servers refuse in file names.
 _NON_PORTABLE = re.compile(r'[<>:"\\|?*]')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -202,6 +207,7 @@ class SftpTarget(Target[SftpOptions]):
         # removed as soon as a new connection is up.
         self._stale: set[str] = set()
         self._root = posixpath.normpath(options.path) if options.path else "."
+        self._access_error: tuple[float, SftpAccessError] | None = None
 
     # -- public API -----------------------------------------------------------
 
@@ -240,6 +246,7 @@ class SftpTarget(Target[SftpOptions]):
         """Connect (host key and credentials), create ``path`` and write a probe file there."""
         with self._lock:
             self._drop()  # a fresh connection proves the credentials still work
+            self._access_error = None
             sftp = self._ensure()
             probe = (
                 posixpath.join(self._root, f".invoicesync-check-{secrets.token_hex(6)}")
@@ -298,7 +305,8 @@ class SftpTarget(Target[SftpOptions]):
             else None
         )
         try:
-            return pm.PKey.from_path(o.private_key, passphrase=passphrase)
+            # Positional: paramiko 5 renamed the keyword (passphrase -> password).
+            return pm.PKey.from_path(o.private_key, passphrase)
         except OSError as exc:
             raise SftpAccessError(
                 f"cannot read private_key {o.private_key}: {exc.strerror or exc}"
@@ -322,6 +330,18 @@ class SftpTarget(Target[SftpOptions]):
             if transport is not None and transport.is_active():
                 return self._sftp
             self._drop()
+        if self._access_error is not None:
+            since, error = self._access_error
+            if time.monotonic() - since < ACCESS_RETRY_S:
+                raise SftpAccessError(str(error))
+            self._access_error = None
+        try:
+            return self._connect()
+        except SftpAccessError as exc:
+            self._access_error = (time.monotonic(), exc)
+            raise
+
+    def _connect(self) -> paramiko.SFTPClient:
         pm = _paramiko()
         o = self.options
         client = pm.SSHClient()

@@ -25,7 +25,6 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.daemon.config.models import ExportConfig, OnUpdate
 from invoicesync.daemon.logging import get_logger
-from invoicesync.daemon.restrictions import Decision
 from invoicesync.daemon.storage.catalog import row_to_document
 from invoicesync.daemon.storage.ledger import LedgerState, NameTaken
 from invoicesync.daemon.storage.schema import documents, ledger
@@ -88,11 +87,6 @@ def action_reason(candidate: Candidate) -> str:
     if candidate.state is LedgerState.FAILED:
         return "retry after failure"
     return f"content changed (revision {candidate.document.revision})"
-
-
-def decision_reason(decision: Decision) -> str:
-    passed = [c.name for c in decision.checks]
-    return "passes " + ", ".join(passed) if passed else "no restrictions"
 
 
 def iter_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Iterator[Candidate]:
@@ -159,7 +153,9 @@ class _AccountRun:
         summary: ExportSummary,
         target: Target[Any],
         on_plan: Callable[[PlannedExport], None] | None,
+        now: datetime,
     ) -> None:
+        self.now = now
         self.rt = rt
         self.account = account
         self.summary = summary
@@ -195,15 +191,16 @@ class _AccountRun:
 
     def process(self, candidate: Candidate) -> None:
         document = candidate.document
-        now = self.rt.clock.now()
-        decision = self.rt.evaluators[self.account.id].evaluate(document, now)
+        # The run's one evaluation time, the same the SQL pre-filter used: a
+        # run that crosses midnight must not judge documents by two days.
+        decision = self.rt.evaluators[self.account.id].evaluate(document, self.now)
         if not decision.export:
             deciding = decision.deciding
             with self.lock:
                 self.summary.counts["excluded"] += 1
                 self.summary.excluded_by[deciding.name if deciding else "?"] += 1
             return
-        reason = f"{action_reason(candidate)}; {decision_reason(decision)}"
+        reason = f"{action_reason(candidate)}; {decision.summary}"
         if self.dry_run:
             with self.lock:
                 name = candidate.remote_name or self.free_name(document, self.fresh_name(document))
@@ -382,7 +379,7 @@ def run_export(
     target: Target[Any] | None = None
     try:
         target = rt.make_target(account)
-        run = _AccountRun(rt, account, summary, target, on_plan)
+        run = _AccountRun(rt, account, summary, target, on_plan, now)
         candidates = iter_candidates(rt, account, now)
         if account.concurrency <= 1 or rt.dry_run:
             for candidate in candidates:

@@ -443,17 +443,22 @@ class Evaluator:
         return not self._rules
 
     def _clock_for(self, now: datetime) -> _Clock:
-        # One sync evaluates thousands of documents at the same `now`; the
-        # day window is computed once per distinct `now`. The single cached
-        # tuple is replaced atomically, so concurrent callers are safe.
+        # One sync evaluates thousands of documents at the same `now` (or at
+        # ever later instants of the same local day, when the caller reads
+        # the clock per document): the day window is computed once per local
+        # day, not per document. The cache is one attribute holding an
+        # immutable _Clock, replaced atomically, so threads may share it.
         clock = self._clock
         if clock is not None and clock.now == now:
             return clock
         today = local_today(now, self.tz)  # a naive `now` is read as UTC
-        window, label = (None, "")
-        if self._period is not None:
-            window, label = self._period.window(today)
-        clock = _Clock(now, today, window, label)
+        if clock is not None and clock.today == today:
+            clock = _Clock(now, today, clock.window, clock.label)
+        else:
+            window, label = (None, "")
+            if self._period is not None:
+                window, label = self._period.window(today)
+            clock = _Clock(now, today, window, label)
         self._clock = clock
         return clock
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from ..connectors import Source
 from ..errors import ConnectorError
@@ -72,6 +73,11 @@ def _check_item(item: object) -> None:
     assert isinstance(item.metadata, DocumentMetadata), (
         f"{where}: metadata must be a DocumentMetadata"
     )
+    try:
+        # Built with model_construct(), metadata would skip validation: redo it.
+        DocumentMetadata.model_validate(item.metadata.model_dump())
+    except ValidationError as exc:
+        raise AssertionError(f"{where}: metadata is not valid: {exc}") from None
     assert item.fingerprint is None or isinstance(item.fingerprint, str)
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -125,6 +127,8 @@ class TargetConformance(ConformanceBase):
     remote_names_are_paths: ClassVar[bool] = True
     #: Size of the document in ``test_large_document_round_trips``.
     large_size: ClassVar[int] = 5 * 1024 * 1024
+    #: Threads exporting distinct names at once in ``test_concurrent_exports``.
+    concurrency: ClassVar[int] = 6
 
     # -- fixtures the connector's test class provides ------------------------
 
@@ -282,6 +286,44 @@ class TargetConformance(ConformanceBase):
         assert len(stored) == len(content), f"stored {len(stored)} of {len(content)} bytes"
         assert stored == content, "the large document was stored with different bytes"
 
+    def test_concurrent_exports(
+        self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
+    ) -> None:
+        """Exports of distinct names from several threads at once (an account's
+        ``concurrency:``) all succeed and land, even in a folder that is new to all of them."""
+        before = Counter(list_remote())
+        items = [
+            make_export_item(items_dir, b"%%PDF-1.4 parallel %d\n" % i, f"acme/parallel/{i}.pdf")
+            for i in range(self.concurrency)
+        ]
+        for result in _all_at_once(target, items):
+            _assert_result(result)
+        for i, item in enumerate(items):
+            assert read_remote(item.remote_name) == b"%%PDF-1.4 parallel %d\n" % i
+        added = Counter(list_remote()) - before
+        expected = Counter(i.remote_name for i in items)
+        assert added == expected, f"expected one file per name, found {sorted(added.elements())}"
+
+    def test_racing_on_one_name_leaves_one_intact_file(
+        self, target: Target[Any], read_remote: ReadRemote, list_remote: ListRemote, items_dir: Path
+    ) -> None:
+        """Two threads exporting one revision under one name at once leave one intact file;
+        one of them may lose the race with a TransientError, never both."""
+        before = Counter(list_remote())
+        item = make_export_item(items_dir, b"%PDF-1.4 raced\n", "acme/raced.pdf")
+        outcomes = _all_at_once(target, [item, item], tolerate=TransientError)
+        assert any(isinstance(o, ExportResult) for o in outcomes), (
+            f"both racing exports failed: {outcomes}"
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, ExportResult):
+                _assert_result(outcome)
+        assert read_remote(item.remote_name) == b"%PDF-1.4 raced\n"
+        added = Counter(list_remote()) - before
+        assert added == Counter([item.remote_name]), (
+            f"expected one file, found {sorted(added.elements())}"
+        )
+
     @pytest.mark.parametrize(
         "hostile", [name for _, name in HOSTILE_NAMES], ids=[i for i, _ in HOSTILE_NAMES]
     )
@@ -300,10 +342,13 @@ class TargetConformance(ConformanceBase):
         name = hostile.replace(_OUTSIDE, str(outside_dir))
         item = make_export_item(items_dir, b"%PDF-1.4 hostile\n", name)
         watch = _LocalWatch.start(local_root.resolve(), outside_dir, name) if local_root else None
+        before = Counter(list_remote())
         try:
             result = target.export(item)
         except PermanentError:
-            pass  # refusing the name for good is a correct answer
+            # Refusing the name for good is a correct answer -- a clean one.
+            left = Counter(list_remote()) - before
+            assert not left, f"refusing {name!r} left files behind: {sorted(left.elements())}"
         except Exception as exc:
             pytest.fail(
                 f"export({name!r}) must either store the file inside the root or raise "
@@ -410,6 +455,25 @@ class TargetConformance(ConformanceBase):
         assert isinstance(clean, str) and clean, "sanitize_component must return a non-empty str"
         assert "/" not in clean and "\x00" not in clean
         assert target.sanitize_component(clean) == clean, "sanitize_component must be idempotent"
+
+
+def _all_at_once(
+    target: Target[Any], items: list[ExportItem], tolerate: type[Exception] | None = None
+) -> list[ExportResult | Exception]:
+    """Export every item on its own thread, all released at the same moment."""
+    barrier = threading.Barrier(len(items))
+
+    def export(item: ExportItem) -> ExportResult | Exception:
+        barrier.wait(timeout=30)
+        try:
+            return target.export(item)
+        except Exception as exc:
+            if tolerate is not None and isinstance(exc, tolerate):
+                return exc
+            raise
+
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(export, items))
 
 
 def _assert_result(result: object) -> None:

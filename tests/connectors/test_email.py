@@ -164,6 +164,26 @@ def test_transient_452_then_accepted_gives_one_mail(smtp_factory: Factory, tmp_p
     assert attachments(parse(server.handler.messages[0].content)) == [("invoice.pdf", PDF)]
 
 
+def test_connection_lost_during_data_then_retry_gives_one_mail(
+    smtp_factory: Factory, tmp_path: Path
+) -> None:
+    server = smtp_factory("starttls")
+    server.handler.drop_on_data = 1
+    target = make_target(tmp_path, server.options())
+    item = make_item(tmp_path, PDF)
+    with pytest.raises(TransientError) as info:
+        target.export(item)
+    assert not isinstance(info.value, PermanentError)
+    assert server.handler.messages == []
+    ref = target.export(item).remote_ref  # the retry reconnects by itself
+    target.export(item)  # and a further re-export sends nothing
+    target.close()
+    assert len(server.handler.messages) == 1
+    msg = parse(server.handler.messages[0].content)
+    assert msg["Message-ID"] == ref
+    assert attachments(msg) == [("invoice.pdf", PDF)]
+
+
 def test_permanent_554_carries_the_reply_text(smtp_factory: Factory, tmp_path: Path) -> None:
     server = smtp_factory("tls")
     server.handler.data_replies.extend(["554 5.7.1 Attachment type not allowed"])
@@ -208,6 +228,25 @@ def test_wrong_password_is_an_access_error_without_the_password(
     with pytest.raises(EmailAccessError):
         target.export(make_item(tmp_path, PDF))
     assert server.handler.messages == []
+
+
+def test_refused_login_is_not_repeated_for_every_document(
+    smtp_factory: Factory, tmp_path: Path
+) -> None:
+    server = smtp_factory("starttls")
+    target = make_target(tmp_path, server.options(password="wrong-pass-987"))
+    with pytest.raises(EmailAccessError, match="535"):
+        target.export(make_item(tmp_path, PDF, external_id="first"))
+    per_login = server.handler.auth_attempts  # smtplib tries each offered mechanism
+    assert per_login >= 1
+    for n in range(4):
+        with pytest.raises(EmailAccessError, match="535"):
+            target.export(make_item(tmp_path, PDF + bytes([n]), external_id=f"d{n}"))
+    assert server.handler.auth_attempts == per_login  # the same error, fast: no lockout
+    with pytest.raises(EmailAccessError):
+        target.check()  # an explicit check always tries again
+    assert server.handler.auth_attempts == 2 * per_login
+    target.close()
 
 
 def test_untrusted_certificate_is_refused(smtp_factory: Factory, tmp_path: Path) -> None:

@@ -440,15 +440,12 @@ def test_walk_streams_instead_of_listing_everything(root: Path) -> None:
     assert rest == ["b/2.pdf", "b/3.pdf"]
 
 
-def test_walking_many_files_is_fast(root: Path) -> None:
+def test_walking_many_folders_finds_every_file(root: Path) -> None:
+    # Speed is measured by bench/builtin_connectors.py, not asserted here.
     for d in range(20):
         folder = root / f"d{d:02d}"
         folder.mkdir()
         for i in range(250):
             (folder / f"{i:04d}.pdf").write_bytes(b"x")
         (folder / "0001.json").write_text('{"number": "1"}')
-    started = time.perf_counter()
-    count = len(fetch(root))
-    elapsed = time.perf_counter() - started
-    assert count == 5000
-    assert elapsed < 10, f"walking 5,000 files took {elapsed:.1f}s"
+    assert len(fetch(root)) == 5000

@@ -215,6 +215,34 @@ class TestRcloneLocalTargetConformance(_RcloneConformance):
         return f"loc:{root}", root
 
 
+class TestRclonePersistentLocalTargetConformance(_RcloneConformance):
+    """The same suite with ``persistent: true`` (one rclone rcd for all documents)."""
+
+    @pytest.fixture
+    def target(
+        self,
+        rclone_remotes: RcloneRemotes,
+        place: tuple[str, Path],
+        local_root: Path,
+        tmp_path: Path,
+    ) -> Iterator[RcloneTarget]:
+        options = RcloneOptions.model_validate(
+            {
+                "remote": place[0],
+                "config": str(rclone_remotes.config),
+                "timeout": 10,
+                "persistent": True,
+            }
+        )
+        target = RcloneTarget("rc", options, make_context(tmp_path / "state"))
+        yield target
+        target.close()  # stops rclone rcd
+
+    def remote_and_root(self, remotes: RcloneRemotes) -> tuple[str, Path]:
+        root = remotes.local_root / f"p-{uuid.uuid4().hex[:10]}"
+        return f"loc:{root}", root
+
+
 class TestRcloneWebDAVTargetConformance(_RcloneConformance):
     def remote_and_root(self, remotes: RcloneRemotes) -> tuple[str, Path]:
         name = f"c-{uuid.uuid4().hex[:10]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,22 @@ def remote(request: pytest.FixtureRequest, rclone_remotes: RcloneRemotes) -> tup
     return f"dav:{name}/Invoices", rclone_remotes.webdav.root / name / "Invoices"
 
 
-@pytest.fixture
-def target(rclone_remotes: RcloneRemotes, remote: tuple[str, Path], tmp_path: Path) -> Any:
-    return make(
-        tmp_path, remote=remote[0], config=rclone_remotes.config, rclone=rclone_remotes.program
+@pytest.fixture(params=[False, True], ids=["cli", "rcd"])
+def target(
+    request: pytest.FixtureRequest,
+    rclone_remotes: RcloneRemotes,
+    remote: tuple[str, Path],
+    tmp_path: Path,
+) -> Iterator[RcloneTarget]:
+    t = make(
+        tmp_path,
+        remote=remote[0],
+        config=rclone_remotes.config,
+        rclone=rclone_remotes.program,
+        persistent=request.param,
     )
+    yield t
+    t.close()
 
 
 def test_registered_as_builtin() -> None:
@@ -110,8 +122,9 @@ def test_interrupted_upload_is_retried_to_exactly_one_file(
     assert (remote[1] / "big.pdf").read_bytes() == content
 
 
+@pytest.mark.parametrize("persistent", [False, True], ids=["cli", "rcd"])
 def test_connection_dropped_mid_upload_then_retried(
-    rclone_remotes: RcloneRemotes, tmp_path: Path
+    rclone_remotes: RcloneRemotes, tmp_path: Path, persistent: bool
 ) -> None:
     dav = rclone_remotes.webdav
     port = int(dav.url.rstrip("/").rsplit(":", 1)[1])
@@ -138,16 +151,48 @@ def test_connection_dropped_mid_upload_then_retried(
             remote=f"dav:{name}",
             config=config,
             extra_args=["--low-level-retries", "1"],
+            persistent=persistent,
         )
-        t.check()
-        proxy.arm(cut_after=len(content) // 2)
-        with pytest.raises(TransientError):
+        try:
+            t.check()
+            proxy.arm(cut_after=len(content) // 2)
+            with pytest.raises(TransientError):
+                t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+            assert proxy.cuts == 1, "the proxy must really have cut the upload"
+            assert files(root) == [], "the cut upload must leave no file, temporary or final"
             t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
-        assert proxy.cuts == 1, "the proxy must really have cut the upload"
-        assert files(root) == [], "the cut upload must leave no file, temporary or final"
-        t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
+        finally:
+            t.close()
     assert files(root) == ["dropped.pdf"]
     assert (root / "dropped.pdf").read_bytes() == content
+
+
+def test_persistent_rcd_is_restarted_after_dying_and_stopped_by_close(
+    rclone_remotes: RcloneRemotes, tmp_path: Path
+) -> None:
+    root = rclone_remotes.local_root / "rcd-restart"
+    t = make(tmp_path, remote=f"loc:{root}", config=rclone_remotes.config, persistent=True)
+    t.export(item(tmp_path, b"%PDF one", "one.pdf"))
+    first = t.rcd
+    first._proc.kill()
+    first._proc.wait()
+    t.export(item(tmp_path, b"%PDF two", "two.pdf"))
+    second = t.rcd
+    assert second is not first and second.alive
+    t.close()
+    assert not second.alive, "close() must stop rclone rcd"
+    assert files(root) == ["one.pdf", "two.pdf"]
+
+
+def test_persistent_unknown_remote_is_permanent(
+    rclone_remotes: RcloneRemotes, tmp_path: Path
+) -> None:
+    t = make(tmp_path, remote="nosuch:x", config=rclone_remotes.config, persistent=True)
+    try:
+        with pytest.raises(PermanentError, match="didn't find section"):
+            t.check()
+    finally:
+        t.close()
 
 
 def test_shutdown_abandons_the_upload(

@@ -118,6 +118,26 @@ def test_wrong_password_is_an_access_error_without_the_password(
     assert isinstance(info.value, TransientError)
 
 
+def test_refused_login_is_not_repeated_for_every_document(sshd: SshServer, tmp_path: Path) -> None:
+    if sshd.password_user is None:
+        pytest.skip("no password user could be created (needs root and useradd)")
+    target = make_target(
+        sshd, tmp_path, username=sshd.password_user, password="not-the-pw-456", private_key=None
+    )
+
+    def failures() -> int:
+        return sshd.log.read_text().count(f"Failed password for {sshd.password_user}")
+
+    before = failures()
+    for n in range(4):
+        with pytest.raises(SftpAccessError, match="authentication"):
+            target.export(make_item(tmp_path, b"doc %d" % n, remote_name=f"d{n}.pdf"))
+    assert failures() - before == 1  # one login, then the same error fast: no ban
+    with pytest.raises(SftpAccessError):
+        target.check()  # an explicit check always tries again
+    assert failures() - before == 2
+
+
 def test_encrypted_key_needs_its_passphrase(sshd: SshServer, tmp_path: Path) -> None:
     good = make_target(
         sshd,

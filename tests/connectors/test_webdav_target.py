@@ -107,6 +107,25 @@ def test_reexport_same_revision_keeps_one_file_and_etag(
     assert files(folder[1]) == ["Invoices/a/x.pdf"]
 
 
+def test_folder_deleted_behind_its_back_is_created_again(
+    target: WebDAVTarget, folder: tuple[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    target.export(item(tmp_path, b"%PDF a", "a/x.pdf"))
+    shutil.rmtree(folder[1] / "Invoices/a")  # the target still believes "a" exists
+    target.export(item(tmp_path, b"%PDF b", "a/y.pdf"))
+    assert files(folder[1]) == ["Invoices/a/y.pdf"]
+
+
+def test_a_folder_in_the_way_is_permanent(
+    target: WebDAVTarget, folder: tuple[str, Path], tmp_path: Path
+) -> None:
+    (folder[1] / "Invoices/taken.pdf").mkdir(parents=True)
+    with pytest.raises(PermanentError, match="is a folder"):
+        target.export(item(tmp_path, b"%PDF", "taken.pdf"))
+
+
 def test_interrupted_upload_is_retried_to_exactly_one_file(
     target: WebDAVTarget, folder: tuple[str, Path], tmp_path: Path
 ) -> None:

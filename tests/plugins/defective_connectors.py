@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from invoicesync.plugins import (
+    DocumentMetadata,
     ExportItem,
     ExportResult,
     FetchResult,
+    PermanentError,
     SourceDocument,
     TransientError,
 )
@@ -113,3 +115,23 @@ class ListSource(MemorySource):
 
     def fetch(self, cursor: str | None) -> Any:
         return list(super().fetch(cursor))
+
+
+class LitteringTarget(ReferenceFolderTarget):
+    """Refuses a NUL byte correctly, but leaves its temporary file behind."""
+
+    def export(self, item: ExportItem) -> ExportResult:
+        if "\x00" in item.remote_name:
+            (self.options.path / ".partial-upload").write_bytes(b"%PDF")
+            raise PermanentError("NUL bytes are not allowed in names")
+        return super().export(item)
+
+
+class UnvalidatedMetadataSource(MemorySource):
+    """Builds metadata with model_construct(), skipping validation."""
+
+    def fetch(self, cursor: str | None) -> FetchResult:
+        yield from super().fetch(cursor)
+        bad = DocumentMetadata.model_construct(currency="euro")
+        yield SourceDocument("bad-meta", "bad.pdf", b"%PDF", metadata=bad)
+        return None

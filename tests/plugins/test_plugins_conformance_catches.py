@@ -166,6 +166,16 @@ def test_unclassified_errors_are_caught(pytester: pytest.Pytester) -> None:
     assert failed(outcomes) == {"test_broken_target_export_raises_connector_error"}, out
 
 
+def test_files_left_by_a_refused_name_are_caught(pytester: pytest.Pytester) -> None:
+    outcomes, out = run_suite(
+        pytester,
+        "class TestT(FolderTargetFixtures, TargetConformance):\n"
+        "    target_class = LitteringTarget\n",
+    )
+    assert failed(outcomes) == hostile("nul-byte"), out
+    assert "left files behind" in out
+
+
 def test_the_reference_source_passes_everything(pytester: pytest.Pytester) -> None:
     outcomes, out = run_suite(
         pytester, "class TestS(MemorySourceFixtures, SourceConformance):\n    pass\n"
@@ -203,6 +213,16 @@ def test_malformed_documents_are_caught(pytester: pytest.Pytester) -> None:
     )
     assert "test_documents_are_valid" in failed(outcomes), out
     assert "filename must be a bare file name" in out
+
+
+def test_metadata_that_skipped_validation_is_caught(pytester: pytest.Pytester) -> None:
+    outcomes, out = run_suite(
+        pytester,
+        "class TestS(MemorySourceFixtures, SourceConformance):\n"
+        "    source_class = UnvalidatedMetadataSource\n",
+    )
+    assert "test_documents_are_valid" in failed(outcomes), out
+    assert "metadata is not valid" in out and "ISO 4217" in out
 
 
 def test_a_fetch_that_is_not_a_generator_is_caught(pytester: pytest.Pytester) -> None:

@@ -17,6 +17,7 @@ from invoicesync.plugins.testing import make_document
 
 # The fixture, used by name in the tests below.
 install_plugin = plugin_dists.install_plugin
+plugin_site = plugin_dists.plugin_site
 
 GOOD_PLUGIN = """
 from typing import Any

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,11 +132,20 @@ class PaperlessTarget(Target[PaperlessOptions]):
         self._client: httpx.Client | None = None
         # name (case-folded) -> id, per object kind; filled on first use.
         self._ids: dict[str, dict[str, int]] = {}
+        # The engine exports on several threads (an account's ``concurrency``):
+        # one client for all, and one thread at a time creating objects, so
+        # that two documents with a new tag do not both try to create it.
+        self._lock = threading.Lock()
+        self._objects_lock = threading.Lock()
 
     # -- connection ---------------------------------------------------------------
 
     @property
     def client(self) -> httpx.Client:
+        with self._lock:
+            return self._client_locked()
+
+    def _client_locked(self) -> httpx.Client:
         if self._client is None:
             # Loading the CA bundle costs a noticeable fraction of a second:
             # only an https URL needs it.
@@ -153,9 +163,10 @@ class PaperlessTarget(Target[PaperlessOptions]):
         return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One API call; every failure becomes a classified ConnectorError."""
@@ -276,6 +287,10 @@ class PaperlessTarget(Target[PaperlessOptions]):
 
     def _object_id(self, kind: str, name: str) -> int:
         """The id of the correspondent/document type/tag with this name; created if missing."""
+        with self._objects_lock:
+            return self._object_id_locked(kind, name)
+
+    def _object_id_locked(self, kind: str, name: str) -> int:
         known = self._ids.get(kind)
         if known is None:
             known = self._ids[kind] = self._list_objects(kind)

@@ -14,8 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import paperless_fixtures
 import pytest
 from fake_paperless import FakePaperless
+
+# Fixtures, used by name below.
+paperless = paperless_fixtures.paperless
 
 CONFIG = """\
 version: 1
@@ -36,6 +40,7 @@ exports:
   - id: pl
     type: paperless
     filename: "{{company}} {{type}} {{number}}.{{ext}}"
+    retry: {{attempts: {attempts}, initial: 1s}}
     options:
       url: {url}
       token: env:PAPERLESS_TEST_TOKEN
@@ -66,7 +71,7 @@ def test_sync_exports_the_demo_portal_into_paperless_once(
     cli_available: None, paperless: FakePaperless, tmp_path: Path
 ) -> None:
     config = tmp_path / "invoicesync.yaml"
-    config.write_text(CONFIG.format(url=paperless.url))
+    config.write_text(CONFIG.format(url=paperless.url, attempts=4))
 
     listed = invoicesync(config, "plugins", "--json", token=paperless.token)
     assert listed.returncode == 0, listed.stderr
@@ -94,7 +99,9 @@ def test_a_wrong_token_fails_the_sync_without_leaking_it(
     cli_available: None, paperless: FakePaperless, tmp_path: Path
 ) -> None:
     config = tmp_path / "invoicesync.yaml"
-    config.write_text(CONFIG.format(url=paperless.url))
+    # A refused token is transient (fix the token, and the documents go);
+    # one attempt keeps the test from waiting through the back-off.
+    config.write_text(CONFIG.format(url=paperless.url, attempts=1))
     result = invoicesync(config, "sync", token="wrong-token-d41d8cd9")
     assert result.returncode == 1, result.stdout + result.stderr
     assert paperless.documents == {}

@@ -1,4 +1,8 @@
-"""Fixtures: a fake Paperless-ngx server per test and targets pointed at it."""
+"""Fixtures: a fake Paperless-ngx server per test and targets pointed at it.
+
+A module of its own (not conftest.py) so that these tests also run from the
+invoicesync repository root, beside other test folders.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,80 @@
+"""The public plugin API only grows: published hooks, arguments and names stay.
+
+When you add a hook, an argument or a public name, add it here too; a test
+failing here means a change would break installed plugins.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import invoicesync.plugins as api
+from invoicesync.plugins import hookspecs
+
+#: Every published hook with its arguments, in order (API 1.0).
+PUBLISHED_HOOKS: dict[str, list[str]] = {
+    "invoicesync_register_sources": [],
+    "invoicesync_register_targets": [],
+    "invoicesync_register_checks": [],
+    "invoicesync_document_imported": ["document", "source_id", "new_revision"],
+    "invoicesync_document_exported": ["document", "account_id", "remote_name", "remote_ref"],
+}
+
+#: Every published name of ``invoicesync.plugins`` (API 1.0).
+PUBLISHED_NAMES = {
+    "PLUGIN_API_VERSION",
+    "AttributeCheck",
+    "CheckOutcome",
+    "ConfigurationError",
+    "ConnectorContext",
+    "ConnectorError",
+    "ConnectorOptions",
+    "Document",
+    "DocumentMetadata",
+    "DocumentType",
+    "ExportItem",
+    "ExportResult",
+    "FetchResult",
+    "InvoicesyncError",
+    "PaymentStatus",
+    "PermanentError",
+    "PluginError",
+    "RelativePath",
+    "SkippedDocument",
+    "Source",
+    "SourceDocument",
+    "Target",
+    "TransientError",
+    "hookimpl",
+    "hookspec",
+}
+
+
+def test_hooks_only_ever_gain_arguments() -> None:
+    for name, published in PUBLISHED_HOOKS.items():
+        spec = getattr(hookspecs, name, None)
+        assert spec is not None, f"hook {name} was removed or renamed"
+        args = list(inspect.signature(spec).parameters)
+        assert args[: len(published)] == published, (
+            f"hook {name} changed its arguments from {published} to {args}: "
+            "hooks may only gain arguments, at the end"
+        )
+
+
+def test_every_hook_is_published_here_and_documented() -> None:
+    current = {n for n in dir(hookspecs) if n.startswith("invoicesync_")}
+    assert current == set(PUBLISHED_HOOKS), "record the new hook in PUBLISHED_HOOKS"
+    for name in current:
+        assert inspect.getdoc(getattr(hookspecs, name)), f"hook {name} needs a docstring"
+
+
+def test_public_names_are_never_removed() -> None:
+    assert set(api.__all__) >= PUBLISHED_NAMES, sorted(PUBLISHED_NAMES - set(api.__all__))
+    assert set(api.__all__) == PUBLISHED_NAMES, "record the new public name in PUBLISHED_NAMES"
+    for name in api.__all__:
+        assert hasattr(api, name), f"__all__ names {name}, which does not exist"
+
+
+def test_the_api_version_is_major_dot_minor() -> None:
+    major, minor = api.PLUGIN_API_VERSION.split(".")
+    assert major == "1" and minor.isdigit()
