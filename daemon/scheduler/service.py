@@ -312,7 +312,9 @@ class Daemon:
         rt = self.runtime
         wanted: dict[str, tuple[Any, WatchSpec | None]] = {}
         for source in rt.config.sources:
-            key = (source.type, rt.loaded.source_options[source.id].model_dump_json())
+            # Options models compare by value: a reload that changes nothing
+            # about this source keeps its watcher (and does not re-import).
+            key = (source.type, rt.loaded.source_options[source.id])
             old = self._watchers.get(source.id)
             if old is not None and old.key == key:
                 wanted[source.id] = (key, None)  # unchanged: keep it running

@@ -154,6 +154,14 @@ def test_reload_moves_the_watch_and_sigterm_stops_it(tmp_path: Path, start_daemo
     cfg = watch_config(tmp_path)
     d = start_daemon(cfg)
     d.wait_event("watch.started", DEADLINE, source="inbox")
+    d.wait_event("watch.triggered", DEADLINE, source="inbox", reason="start")
+
+    # A reload that leaves the source alone keeps its watcher: the watchers
+    # are settled before daemon.reloaded is logged, so this needs no waiting.
+    mark = d.mark()
+    d.signal(signal.SIGHUP)
+    d.wait_event("daemon.reloaded", DEADLINE, after=mark)
+    assert not [e for e in d.events[mark:] if e["event"].startswith("watch.")]
 
     mark = d.mark()
     watch_config(tmp_path, inbox="inbox2")  # same source, another folder
