@@ -51,6 +51,8 @@ class SourceWatcher:
         self.key = key
         """What the watcher was built from; a reload restarts it when this changes."""
         self._trigger = trigger
+        self.failures = 0
+        """How many times watching failed (and was retried) so far."""
         self._stop = threading.Event()
         self._stop_reason = "shutdown"
         self._thread = threading.Thread(target=self._run, name=f"watch:{source_id}", daemon=True)
@@ -109,6 +111,7 @@ class SourceWatcher:
                 except Exception as exc:  # a missing folder, inotify limits, ...
                     if self._stop.is_set():
                         break
+                    self.failures += 1
                     self._log.warning(
                         "watch.error",
                         paths=paths,
@@ -129,6 +132,9 @@ class SourceWatcher:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        # watchfiles says "No path was found." without naming it.
+        return "the folder does not exist (not mounted?)"
     if isinstance(exc, OSError) and exc.strerror:
         name = f" {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{name}"

@@ -203,6 +203,28 @@ def test_source_watcher_triggers_and_stops_promptly(tmp_path: Path) -> None:
     assert time.monotonic() - started < 2
 
 
+def test_source_watcher_waits_for_a_missing_folder(tmp_path: Path, monkeypatch: Any) -> None:
+    """An unmounted share: retried with back-off; importing starts once it is there."""
+    monkeypatch.setattr("invoicesync.daemon.scheduler.watch._RETRY_INITIAL_S", 0.05)
+    calls: list[str] = []
+    folder = tmp_path / "share"
+    watcher = SourceWatcher("inbox", WatchSpec(paths=(folder,)), lambda _s, r: calls.append(r))
+    watcher.start()
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while watcher.failures < 2:  # failed, retried, failed again
+            assert time.monotonic() < deadline, "the watcher never reported the missing folder"
+            time.sleep(0.01)  # polling a counter another thread bumps
+        assert calls == []
+        folder.mkdir()
+        while not calls:
+            assert time.monotonic() < deadline, "no import after the folder appeared"
+            time.sleep(0.01)
+        assert calls == ["watch: start"]
+    finally:
+        assert watcher.stop("shutdown", timeout=5)
+
+
 class _Host:
     """A JobHost that records submissions instead of running them."""
 
