@@ -21,6 +21,7 @@ from .connectors import (
     RelativePath,
     Source,
     Target,
+    WatchSpec,
 )
 from .errors import (
     ConfigurationError,
@@ -40,7 +41,7 @@ from .models import (
     SourceDocument,
 )
 
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "1.1"
 """Major.minor of this API. A plugin may check the major number at import."""
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "SourceDocument",
     "Target",
     "TransientError",
+    "WatchSpec",
     "hookimpl",
     "hookspec",
 ]
