@@ -168,14 +168,17 @@ def _import_one(
         )
         hook = rt.registry.hook.invoicesync_document_imported
         if not rt.dry_run and hook.get_hookimpls():
-            document = rt.catalog.get(outcome.document_id)
-            try:
-                hook(
-                    document=document,
-                    source_id=source_cfg.id,
-                    new_revision=outcome.status is not ImportStatus.METADATA,
-                )
-            except Exception as exc:  # event hooks must never break an import
-                log.warning(
-                    "plugin.hook_failed", hook="invoicesync_document_imported", error=str(exc)
-                )
+            # Each plugin isolated: one that raises neither breaks the import
+            # nor keeps the others from hearing of it.
+            rt.registry.notify(
+                "invoicesync_document_imported",
+                on_error=lambda plugin, exc: log.warning(
+                    "plugin.hook_failed",
+                    hook="invoicesync_document_imported",
+                    plugin=plugin,
+                    error=str(exc),
+                ),
+                document=rt.catalog.get(outcome.document_id),
+                source_id=source_cfg.id,
+                new_revision=outcome.status is not ImportStatus.METADATA,
+            )
