@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -38,7 +37,14 @@ from invoicesync.plugins import (
 )
 from pydantic import Field, SecretStr, field_validator
 
-from .._remote import ContentReadError, Duration, replace_chars, short_reason, split_remote_name
+from .._remote import (
+    ContentReadError,
+    Duration,
+    replace_chars,
+    short_reason,
+    split_remote_name,
+    spooled_content,
+)
 from .rcd import RcdServer
 
 __all__ = ["EXIT_CODES", "RcloneOptions", "RcloneTarget", "classify_exit"]
@@ -212,7 +218,7 @@ class RcloneTarget(Target[RcloneOptions]):
             # nothing has reached rclone. (rcd may still be writing an aborted
             # upload when our clean-up arrives, which would leave the
             # temporary file behind.)
-            with item.open() as stream, _spool(stream, self.context) as spooled:
+            with item.open() as stream, spooled_content(stream, self.context) as spooled:
                 rcd.upload(fs, folder, temp_name, _StoppableSource(spooled, self.context.stop))
             rcd.call(
                 "operations/movefile",
@@ -356,26 +362,6 @@ class RcloneTarget(Target[RcloneOptions]):
         """Delete a temporary upload if there is one; never raises."""
         with contextlib.suppress(Exception):
             self._run(["deletefile", temp], what="deletefile")
-
-
-@contextlib.contextmanager
-def _spool(stream: IO[bytes], context: ConnectorContext) -> Iterator[IO[bytes]]:
-    """A complete local copy of ``stream`` (in memory up to 8 MiB, else on disk)."""
-    directory = Path(context.state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b", dir=str(directory)) as spool:
-        source = _StoppableSource(stream, context.stop)
-        try:
-            while chunk := source.read(1 << 20):
-                spool.write(chunk)
-        except ContentReadError as exc:
-            raise TransientError(f"could not read the document's content: {exc}") from None
-        except Exception as exc:
-            raise TransientError(
-                f"could not read the document's content: {short_reason(str(exc)) or exc!r}"
-            ) from None
-        spool.seek(0)
-        yield spool
 
 
 class _StoppableSource:

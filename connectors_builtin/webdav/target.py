@@ -37,6 +37,7 @@ from .._remote import (
     replace_chars,
     short_reason,
     split_remote_name,
+    spooled_content,
     stream_size,
 )
 
@@ -226,7 +227,7 @@ class WebDAVTarget(Target[WebDAVOptions]):
             raise TransientError(f"WebDAV {method} {url} failed: {text}") from None
 
     def _put(self, url: str, item: ExportItem) -> httpx.Response:
-        with item.open() as stream:
+        with item.open() as original, spooled_content(original, self.context) as stream:
             size = stream_size(stream, item.document.size)
             return self._request(
                 "PUT",
