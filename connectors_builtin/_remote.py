@@ -6,12 +6,16 @@ import it (it may change at any time); they import only ``invoicesync.plugins``.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import re
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Annotated, Any
 
-from invoicesync.plugins import ConfigurationError, PermanentError
+from invoicesync.plugins import ConfigurationError, ConnectorContext, PermanentError, TransientError
 from pydantic import BeforeValidator, Field
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "replace_chars",
     "short_reason",
     "split_remote_name",
+    "spooled_content",
     "stream_size",
 ]
 
@@ -143,3 +148,32 @@ def import_optional(module: str, extra: str) -> Any:
             f"this connector needs the Python package {module.split('.')[0]!r}: "
             f"pip install 'invoicesync[{extra}]'"
         ) from exc
+
+
+@contextlib.contextmanager
+def spooled_content(stream: IO[bytes], context: ConnectorContext) -> Iterator[IO[bytes]]:
+    """A complete local copy of ``stream`` (in memory up to 8 MiB, else on disk).
+
+    Uploading from the copy means a content stream that breaks half-way fails
+    here, before anything reached the server. An upload aborted mid-body can
+    otherwise leave a partial temporary file that the server is still writing
+    when our clean-up DELETE arrives (seen with WsgiDAV and rclone rcd).
+    """
+    directory = Path(context.state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b", dir=str(directory)) as spool:
+        try:
+            while True:
+                if context.stop.is_set():
+                    raise ContentReadError("invoicesync is stopping")
+                chunk = stream.read(1 << 20)
+                if not chunk:
+                    break
+                spool.write(chunk)
+        except ContentReadError as exc:
+            raise TransientError(f"could not read the document's content: {exc}") from None
+        except Exception as exc:
+            reason = short_reason(str(exc)) or type(exc).__name__
+            raise TransientError(f"could not read the document's content: {reason}") from None
+        spool.seek(0)
+        yield spool

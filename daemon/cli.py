@@ -49,7 +49,11 @@ class AppContext:
         self.clock = Clock(now)
         self.log_format = log_format
         self.log_level = log_level
-        self.out = Console(highlight=False, soft_wrap=True)
+        # Piped output (less, grep, a file) gets wide tables rather than the
+        # 80 columns rich assumes without a terminal.
+        self.out = Console(
+            highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
+        )
         self._registry: PluginRegistry | None = None
         self._loaded: LoadedConfig | None = None
         configure_logging(log_format or "auto", log_level or "info")

@@ -6,6 +6,9 @@ here changes incompatibly within a ``PLUGIN_API_VERSION`` major number::
     from invoicesync.plugins import (
         ExportItem, ExportResult, PermanentError, Target, TransientError, hookimpl,
     )
+
+Connector tests use :mod:`invoicesync.plugins.testing` (the conformance suite
+and test-data builders, also a pytest plugin). docs/plugins.md is the guide.
 """
 
 from .checks import AttributeCheck, CheckOutcome
@@ -18,6 +21,7 @@ from .connectors import (
     RelativePath,
     Source,
     Target,
+    WatchSpec,
 )
 from .errors import (
     ConfigurationError,
@@ -37,7 +41,7 @@ from .models import (
     SourceDocument,
 )
 
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "1.1"
 """Major.minor of this API. A plugin may check the major number at import."""
 
 __all__ = [
@@ -64,6 +68,7 @@ __all__ = [
     "SourceDocument",
     "Target",
     "TransientError",
+    "WatchSpec",
     "hookimpl",
     "hookspec",
 ]

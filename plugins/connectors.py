@@ -31,6 +31,7 @@ __all__ = [
     "RelativePath",
     "Source",
     "Target",
+    "WatchSpec",
 ]
 
 
@@ -109,8 +110,42 @@ FetchResult = Generator[SourceDocument | SkippedDocument, None, "str | None"]
 value is the cursor the next fetch starts from."""
 
 
+@dataclass(frozen=True)
+class WatchSpec:
+    """Local folders whose changes should start a fetch at once (watch mode).
+
+    A source that reads local files returns one from :meth:`Source.watch_spec`;
+    the daemon then watches ``paths`` (recursively if ``recursive``) and starts
+    the source's import run when a changed path passes ``relevant`` (given the
+    absolute path of what changed; ``None`` means every change counts).
+    Bursts of changes are coalesced into one run.
+    """
+
+    paths: tuple[Path, ...]
+    recursive: bool = True
+    relevant: Callable[[Path], bool] | None = None
+
+
 class Source(_Connector[OptionsT]):
     """A connector that imports documents into the catalog."""
+
+    refetch_after: float | None = None
+    """Set by :meth:`fetch` when it left documents for later that will be
+    ready soon (a file still being written): the number of seconds after
+    which a fetch should look again. ``None`` (the default) means nothing
+    is waiting. The daemon reads it after the fetch and, for a watched
+    source, runs one more import then; scheduled sources simply wait for
+    their next run. Added in plugin API 1.1."""
+
+    def watch_spec(self) -> WatchSpec | None:
+        """What the daemon should watch to import without waiting for the schedule.
+
+        The default, ``None``, means the source cannot be watched (most
+        sources talk to servers). Called once when the daemon starts the
+        source (and again after a reload that changed it). Added in plugin
+        API 1.1.
+        """
+        return None
 
     @abstractmethod
     def fetch(self, cursor: str | None) -> FetchResult:

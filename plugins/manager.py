@@ -273,6 +273,13 @@ def _register(
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
     hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+    if not hooks:
+        # Almost always an entry point naming the wrong module: say so now
+        # rather than let the plugin's types be "unknown" at configuration time.
+        raise PluginError(
+            f"plugin {name!r} ({origin}) implements no invoicesync hook: the entry point "
+            "must name the module with the @hookimpl functions"
+        )
     infos[name] = PluginInfo(
         name=name, version=version, builtin=builtin, hooks=hooks, module=origin
     )

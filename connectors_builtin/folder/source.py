@@ -22,8 +22,14 @@ Rules (also in docs/connectors/builtin.md):
   outside are reported as skipped.
 - ``fingerprint`` is size and modification time (ns) of the file and of its
   sidecar: the catalog skips unchanged files without reading them.
-- ``stable_for``: a file (or its sidecar) modified less than this many seconds
-  ago is left for a later fetch: it may still be being written.
+- ``stable_for``: a file whose size or mtime (or its sidecar's) changed less
+  than this many seconds ago, by the source's clock, is left for a later
+  fetch -- it may still be being written. It is not an error: it is logged at
+  debug level (``document.deferred``) and :attr:`refetch_after` says when to
+  look again (see :mod:`.stability` for how a future mtime is handled).
+- ``watch``: :meth:`FolderSource.watch_spec` asks the daemon to watch the
+  folder and fetch as soon as a (non-hidden, non-temporary) file or sidecar
+  changes.
 - No cursor: the whole tree is walked each time, and the catalog recognises
   what it already has by fingerprint and hash.
 """
@@ -34,7 +40,6 @@ import mimetypes
 import os
 import re
 import stat
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +55,12 @@ from invoicesync.plugins import (
     Source,
     SourceDocument,
     TransientError,
+    WatchSpec,
 )
 from pydantic import Field, field_validator
 
 from .sidecar import SidecarError, parse_sidecar
+from .stability import StabilityTracker
 
 __all__ = ["FolderSource", "FolderSourceOptions", "is_ignored_name"]
 
@@ -81,7 +88,17 @@ class FolderSourceOptions(ConnectorOptions):
     stable_for: float = Field(
         default=0,
         ge=0,
-        description="Seconds (or a duration like 30s, 2m) a file must be unmodified.",
+        description=(
+            "Seconds (or a duration like 30s, 2m) a file's size and modification time "
+            "must stay unchanged before it is imported."
+        ),
+    )
+    watch: bool = Field(
+        default=False,
+        description=(
+            "Under `invoicesync run`, watch the folder and import new or changed "
+            "files at once (besides any schedule)."
+        ),
     )
 
     @field_validator("stable_for", mode="before")
@@ -144,15 +161,46 @@ class FolderSource(Source[FolderSourceOptions]):
             ) from None
         return path.resolve()
 
+    def watch_spec(self) -> WatchSpec | None:
+        """With ``watch: true``: the folder, and which changed paths matter."""
+        if not self.options.watch:
+            return None
+        root = Path(os.path.abspath(self.options.path))
+        recursive = self.options.recursive
+
+        def relevant(path: Path) -> bool:
+            try:
+                parts = path.relative_to(root).parts
+            except ValueError:
+                return True  # reported under another spelling of the root: look
+            if not parts:
+                return True  # the folder itself (re)appeared
+            if not recursive and len(parts) > 1:
+                return False
+            # Hidden and temporary names are never documents; a hidden folder
+            # is not entered. Sidecars (.json) do count: they carry metadata.
+            return not any(is_ignored_name(part) for part in parts)
+
+        return WatchSpec(paths=(root,), recursive=recursive, relevant=relevant)
+
     def fetch(self, cursor: str | None) -> FetchResult:
         """Walk the folder and yield every document (see the module docs)."""
+        self.refetch_after = None
         try:
             root = self._root()
         except ConnectorError as exc:
             # At fetch time a missing folder is usually an unmounted share:
             # worth retrying, unlike a typo found by check-config.
             raise TransientError(str(exc)) from None
-        yield from self._walk(root)
+        tracker = (
+            StabilityTracker(self.options.stable_for, self.context.state_dir)
+            if self.options.stable_for > 0
+            else None
+        )
+        yield from self._walk(root, tracker)
+        if tracker is not None:
+            tracker.save()
+            self.refetch_after = tracker.soonest
         return None
 
     # -- the walk -------------------------------------------------------------
@@ -169,15 +217,12 @@ class FolderSource(Source[FolderSourceOptions]):
                 claimed.update(_sidecar_names(e.name))
         return _Dir(rel, entries, by_name, claimed)
 
-    def _walk(self, root: Path) -> Iterator[SourceDocument | SkippedDocument]:
+    def _walk(
+        self, root: Path, tracker: StabilityTracker | None
+    ) -> Iterator[SourceDocument | SkippedDocument]:
         root_str = str(root)
         root_prefix = root_str.rstrip(os.sep) + os.sep
         stack = [self._open_dir(root_str, "")]
-        # Files modified after this moment are left for a later fetch. Without
-        # stable_for there is no such moment: a file with an mtime in the
-        # future (copied from a skewed clock) must still import.
-        stable_for = self.options.stable_for
-        stable_before = time.time() - stable_for if stable_for > 0 else None
         default_metadata = DocumentMetadata(company=self.options.company)
         while stack:
             current = stack[-1]
@@ -231,9 +276,7 @@ class FolderSource(Source[FolderSourceOptions]):
                 continue  # FIFOs, sockets, devices: never documents
             if entry.name.endswith(".json") and entry.name in current.claimed:
                 continue  # a sidecar, read with its document
-            result = self._document(
-                entry, rel, current, root_prefix, stable_before, default_metadata
-            )
+            result = self._document(entry, rel, current, root_prefix, tracker, default_metadata)
             if result is not None:
                 yield result
 
@@ -243,7 +286,7 @@ class FolderSource(Source[FolderSourceOptions]):
         rel: str,
         folder: _Dir,
         root_prefix: str,
-        stable_before: float | None,
+        tracker: StabilityTracker | None,
         metadata: DocumentMetadata,
     ) -> SourceDocument | SkippedDocument | None:
         try:
@@ -273,15 +316,15 @@ class FolderSource(Source[FolderSourceOptions]):
                 sc_st = sidecar.stat()
                 fingerprint += f"+{sidecar.name}:{sc_st.st_size}:{sc_st.st_mtime_ns}"
                 newest = max(newest, sc_st.st_mtime)
-                if stable_before is not None and newest > stable_before:
+                if self._unstable(tracker, rel, fingerprint, newest):
                     return None
                 metadata = parse_sidecar(Path(sidecar.path), self.options.company)
             except SidecarError as exc:
                 return SkippedDocument(rel, f"sidecar {sidecar_rel}: {exc}")
             except OSError as exc:
                 return SkippedDocument(rel, f"sidecar {sidecar_rel}: cannot read: {exc.strerror}")
-        elif stable_before is not None and newest > stable_before:
-            return None  # still being written, perhaps: next fetch
+        elif self._unstable(tracker, rel, fingerprint, newest):
+            return None
 
         media_type, _ = mimetypes.guess_type(entry.name, strict=False)
         return SourceDocument(
@@ -292,6 +335,28 @@ class FolderSource(Source[FolderSourceOptions]):
             metadata=metadata,
             fingerprint=fingerprint,
         )
+
+    def _unstable(
+        self, tracker: StabilityTracker | None, rel: str, fingerprint: str, newest: float
+    ) -> bool:
+        """True when ``rel`` may still be being written: leave it for a later fetch.
+
+        Without ``stable_for`` nothing waits -- also not a file whose mtime
+        lies in the future (copied from a machine with a skewed clock).
+        """
+        if tracker is None:
+            return False
+        wait = tracker.wait_for(rel, fingerprint, newest, self.context.now().timestamp())
+        if wait is None:
+            return False
+        if self.context.logger is not None:
+            self.context.logger.debug(
+                "document.deferred",
+                document=f"{self.id}/{rel}",
+                reason=f"modified less than stable_for ({self.options.stable_for:g} s) ago",
+                retry_in_s=round(wait, 3),
+            )
+        return True
 
     @staticmethod
     def _find_sidecar(name: str, folder: _Dir) -> os.DirEntry[str] | None:

@@ -37,7 +37,14 @@ from invoicesync.plugins import (
 )
 from pydantic import Field, SecretStr, field_validator
 
-from .._remote import ContentReadError, Duration, replace_chars, short_reason, split_remote_name
+from .._remote import (
+    ContentReadError,
+    Duration,
+    replace_chars,
+    short_reason,
+    split_remote_name,
+    spooled_content,
+)
 from .rcd import RcdServer
 
 __all__ = ["EXIT_CODES", "RcloneOptions", "RcloneTarget", "classify_exit"]
@@ -207,8 +214,12 @@ class RcloneTarget(Target[RcloneOptions]):
         temp = "/".join([*parts[:-1], temp_name])
         rcd = self.rcd
         try:
-            with item.open() as stream:
-                rcd.upload(fs, folder, temp_name, _StoppableSource(stream, self.context.stop))
+            # Read the whole content locally first: if it breaks half-way,
+            # nothing has reached rclone. (rcd may still be writing an aborted
+            # upload when our clean-up arrives, which would leave the
+            # temporary file behind.)
+            with item.open() as stream, spooled_content(stream, self.context) as spooled:
+                rcd.upload(fs, folder, temp_name, _StoppableSource(spooled, self.context.stop))
             rcd.call(
                 "operations/movefile",
                 {"srcFs": fs, "srcRemote": temp, "dstFs": fs, "dstRemote": "/".join(parts)},

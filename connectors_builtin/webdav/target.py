@@ -37,6 +37,7 @@ from .._remote import (
     replace_chars,
     short_reason,
     split_remote_name,
+    spooled_content,
     stream_size,
 )
 
@@ -226,7 +227,7 @@ class WebDAVTarget(Target[WebDAVOptions]):
             raise TransientError(f"WebDAV {method} {url} failed: {text}") from None
 
     def _put(self, url: str, item: ExportItem) -> httpx.Response:
-        with item.open() as stream:
+        with item.open() as original, spooled_content(original, self.context) as stream:
             size = stream_size(stream, item.document.size)
             return self._request(
                 "PUT",
@@ -266,12 +267,20 @@ class WebDAVTarget(Target[WebDAVOptions]):
                 continue
             url = self.options.url + "/".join(quote(p, safe="") for p in prefix) + "/"
             response = self._request("MKCOL", url)
-            # 201 created; 405 it already exists (RFC 4918 9.3.1).
-            if response.status_code not in (201, 405):
+            # 201 created; 405 it already exists (RFC 4918 9.3.1). Another
+            # export (a thread of ours, or another client) may create the same
+            # folder at the same moment, and some servers then answer 409 or
+            # even 500: if the folder exists now, that is all we wanted.
+            if response.status_code not in (201, 405) and not self._is_collection(url):
                 self._raise_for_status(response, "MKCOL", url)
                 if response.status_code >= 300:  # pragma: no cover - raised above
                     raise PermanentError(f"MKCOL {url}: HTTP {response.status_code}")
             self._known_dirs.add(prefix)
+
+    def _is_collection(self, url: str) -> bool:
+        """Whether ``url`` exists now (a PROPFIND that does not raise)."""
+        response = self._request("PROPFIND", url, headers={"Depth": "0"}, content=_PROPFIND)
+        return response.status_code == 207
 
     def _stat(self, url: str) -> dict[str, str] | None:
         """ETag and stored SHA-256 of a file, None if it does not exist."""

@@ -312,17 +312,19 @@ class _AccountRun:
         )
         hook = self.rt.registry.hook.invoicesync_document_exported
         if hook.get_hookimpls():
-            try:
-                hook(
-                    document=document,
-                    account_id=self.account.id,
-                    remote_name=name,
-                    remote_ref=result.remote_ref,
-                )
-            except Exception as exc:
-                log.warning(
-                    "plugin.hook_failed", hook="invoicesync_document_exported", error=str(exc)
-                )
+            self.rt.registry.notify(
+                "invoicesync_document_exported",
+                on_error=lambda plugin, exc: log.warning(
+                    "plugin.hook_failed",
+                    hook="invoicesync_document_exported",
+                    plugin=plugin,
+                    error=str(exc),
+                ),
+                document=document,
+                account_id=self.account.id,
+                remote_name=name,
+                remote_ref=result.remote_ref,
+            )
 
     def _failed(
         self, document: Document, error: str, attempts: int, log: Any, **extra: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections import Counter
@@ -32,6 +33,9 @@ class ImportSummary:
     counts: Counter[str] = field(default_factory=Counter)
     error: str | None = None
     duration_s: float = 0.0
+    refetch_after: float | None = None
+    """Seconds after which the source asked to be fetched again (documents it
+    left for later, such as files still being written); None: nothing waits."""
 
     @property
     def ok(self) -> bool:
@@ -88,6 +92,7 @@ def run_import(
         )
     finally:
         if source is not None:
+            summary.refetch_after = _refetch_after(source)
             try:
                 source.close()
             except Exception as exc:
@@ -103,6 +108,17 @@ def run_import(
         **counts,
     )
     return summary
+
+
+def _refetch_after(source: Any) -> float | None:
+    """The source's ``refetch_after``, if it is a sane number of seconds."""
+    value = getattr(source, "refetch_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    # A plugin asking for a re-fetch in a microsecond would spin the daemon.
+    return max(float(value), 0.1)
 
 
 def _import_one(
@@ -152,14 +168,17 @@ def _import_one(
         )
         hook = rt.registry.hook.invoicesync_document_imported
         if not rt.dry_run and hook.get_hookimpls():
-            document = rt.catalog.get(outcome.document_id)
-            try:
-                hook(
-                    document=document,
-                    source_id=source_cfg.id,
-                    new_revision=outcome.status is not ImportStatus.METADATA,
-                )
-            except Exception as exc:  # event hooks must never break an import
-                log.warning(
-                    "plugin.hook_failed", hook="invoicesync_document_imported", error=str(exc)
-                )
+            # Each plugin isolated: one that raises neither breaks the import
+            # nor keeps the others from hearing of it.
+            rt.registry.notify(
+                "invoicesync_document_imported",
+                on_error=lambda plugin, exc: log.warning(
+                    "plugin.hook_failed",
+                    hook="invoicesync_document_imported",
+                    plugin=plugin,
+                    error=str(exc),
+                ),
+                document=rt.catalog.get(outcome.document_id),
+                source_id=source_cfg.id,
+                new_revision=outcome.status is not ImportStatus.METADATA,
+            )

@@ -75,6 +75,7 @@ class Jobs:
         self._idle = threading.Condition(self._lock)
         self._slots: dict[str, _Slot] = {}
         self._active: dict[str, float] = {}  # job key -> monotonic start
+        self._queued: set[str] = set()  # import keys requested, not started yet
 
     # -- bookkeeping -------------------------------------------------------------
 
@@ -124,6 +125,8 @@ class Jobs:
     def import_source(self, source_id: str, reason: str = "schedule") -> None:
         """Job body: import one source, then start the ``after_import`` exports."""
         key = import_job_id(source_id)
+        with self._lock:
+            self._queued.discard(key)
         if self.host.stop.is_set() or not self._claim(key, reason):
             return
         current: str | None = reason
@@ -134,6 +137,24 @@ class Jobs:
         except BaseException:
             self._release_all(key)
             raise
+
+    def request_import(self, source_id: str, reason: str) -> None:
+        """Import ``source_id`` soon: now on a free worker, or right after its current run.
+
+        What a watched folder calls on every change: a burst of changes
+        while the import runs collapses into one more run.
+        """
+        key = import_job_id(source_id)
+        with self._lock:
+            slot = self._slots.get(key)
+            if slot is not None and slot.running:
+                slot.rerun = True
+                slot.reason = reason
+                return
+            if key in self._queued:
+                return  # a request waits for a worker already; it will see this change
+            self._queued.add(key)
+        self.host.submit(self.import_source, [source_id, reason], f"{key} ({reason})")
 
     def _import_once(self, source_id: str) -> None:
         rt = self.host.runtime

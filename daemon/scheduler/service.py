@@ -11,7 +11,10 @@ Threads:
 
 Jobs: ``import:SOURCE`` and ``export:ACCOUNT`` for every ``every``/``cron``
 schedule; accounts with ``after_import: true`` are started by each import
-(see :mod:`.jobs`). ``every`` jobs run once right after the start (spread by
+(see :mod:`.jobs`). Sources in watch mode also get a watcher thread that
+starts their import when their folder changes (see :mod:`.watch`), and one
+more import when the last one left files that were still being written
+(``stable_for``). ``every`` jobs run once right after the start (spread by
 the jitter), ``cron`` jobs wait for their time. A job never overlaps itself
 and missed runs coalesce into one (``coalesce=True``, ``max_instances=1``,
 no misfire limit: a run that is late because all workers were busy still
@@ -48,6 +51,7 @@ from invoicesync.daemon.config.models import ScheduleConfig
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.plugins.connectors import Source, WatchSpec
 from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.manager import PluginRegistry
 
@@ -56,10 +60,15 @@ from .nextruns import remove_schedule, write_schedule
 from .signals import SignalInbox
 from .systemd import Notifier, watchdog_interval
 from .triggers import build_trigger
+from .watch import SourceWatcher
 
 __all__ = ["Daemon"]
 
 WATCHDOG_JOB = "systemd-watchdog"
+
+
+def refetch_job_id(source_id: str) -> str:
+    return f"refetch:{source_id}"
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class Daemon:
         self._rt: Runtime | None = None
         self._retired: list[Runtime] = []
         self._specs: dict[str, _JobSpec] = {}
+        self._watchers: dict[str, SourceWatcher] = {}
         self._scheduler: BackgroundScheduler | None = None
         self._publish_lock = threading.Lock()
         self._started = time.monotonic()
@@ -144,6 +154,8 @@ class Daemon:
                 f"{counts['rejected']} rejected"
             )
         result = "ok" if summary.ok else ("failed" if summary.error else "partial")
+        if kind == "import":
+            self._schedule_refetch(subject, getattr(summary, "refetch_after", None))
         at = self.clock.now().astimezone(self.runtime.config.tz)
         self._last_summary = f"last run: {kind} {subject} {result} ({detail}) at {at:%H:%M:%S}"
         self.notifier.status(self._status_line())
@@ -202,6 +214,7 @@ class Daemon:
         )
         self.notifier.ready(self._status_line())
         self.scheduler.resume()
+        self._sync_watchers()
         self._catch_up("start")
         signum = None
         while signum not in (signal.SIGTERM, signal.SIGINT):
@@ -292,6 +305,87 @@ class Daemon:
             if account.schedule is not None and account.schedule.after_import:
                 self.jobs.request_export(account.id, reason)
 
+    # -- watch mode --------------------------------------------------------------------
+
+    def _sync_watchers(self) -> None:
+        """Start, restart or stop watcher threads to match the configuration."""
+        rt = self.runtime
+        wanted: dict[str, tuple[Any, WatchSpec | None]] = {}
+        for source in rt.config.sources:
+            # Options models compare by value: a reload that changes nothing
+            # about this source keeps its watcher (and does not re-import).
+            key = (source.type, rt.loaded.source_options[source.id])
+            old = self._watchers.get(source.id)
+            if old is not None and old.key == key:
+                wanted[source.id] = (key, None)  # unchanged: keep it running
+                continue
+            spec = self._watch_spec(rt, source)
+            if spec is not None:
+                wanted[source.id] = (key, spec)
+        for source_id in sorted(self._watchers):
+            entry = wanted.get(source_id)
+            if entry is None or entry[1] is not None:
+                self._watchers.pop(source_id).stop("reload")
+                self._remove_refetch(source_id)
+        for source_id, (key, spec) in wanted.items():
+            if spec is None:
+                continue
+            watcher = SourceWatcher(source_id, spec, self.jobs.request_import, key=key)
+            self._watchers[source_id] = watcher
+            watcher.start()
+
+    def _watch_spec(self, rt: Runtime, source: Any) -> WatchSpec | None:
+        """The source's WatchSpec, or None; only asked of types that can watch."""
+        try:
+            cls = self.registry.source_type(source.type)
+            if getattr(cls, "watch_spec", None) is Source.watch_spec:
+                return None  # the default: not a watchable source (no instance needed)
+            instance = rt.make_source(source)
+            try:
+                return instance.watch_spec()
+            finally:
+                instance.close()
+        except Exception as exc:  # a plugin bug must not stop the daemon
+            get_logger(source=source.id).warning(
+                "watch.error", error=f"{type(exc).__name__}: {exc}", retry_in_s=None
+            )
+            return None
+
+    def _schedule_refetch(self, source_id: str, after: float | None) -> None:
+        """One more import of a watched source once its waiting files may be done."""
+        if after is None or source_id not in self._watchers or self.stop.is_set():
+            return
+        run_at = datetime.now(self.runtime.config.tz) + timedelta(seconds=after)
+        # One pending re-fetch per source (replace_existing): each import
+        # that still finds a growing file moves it to the new moment.
+        with contextlib.suppress(Exception):  # the scheduler may be shutting down
+            self.scheduler.add_job(
+                self._refetch,
+                trigger="date",
+                run_date=run_at,
+                args=[source_id],
+                id=refetch_job_id(source_id),
+                name=refetch_job_id(source_id),
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+
+    def _refetch(self, source_id: str) -> None:
+        if self.stop.is_set() or source_id not in self._watchers:
+            return
+        get_logger(source=source_id).info(
+            "watch.triggered", reason="stable_for", changes=0, paths=[]
+        )
+        self.jobs.request_import(source_id, "watch: stable_for")
+
+    def _remove_refetch(self, source_id: str) -> None:
+        with contextlib.suppress(Exception):  # JobLookupError: none pending
+            self.scheduler.remove_job(refetch_job_id(source_id))
+
+    def _stop_watchers(self) -> None:
+        for source_id in sorted(self._watchers):
+            self._watchers.pop(source_id).stop("shutdown")
+
     def _on_scheduler_event(self, event: JobEvent) -> None:
         job_id = event.job_id
         if event.code == EVENT_JOB_MAX_INSTANCES:
@@ -351,6 +445,7 @@ class Daemon:
         if rt.engine is not old.engine:
             self._retired.append(old)  # closed at shutdown: runs may still use it
         changes = self._sync_jobs()
+        self._sync_watchers()
         restart_needed = []
         if loaded.config.daemon.workers != old.config.daemon.workers:
             restart_needed.append("daemon.workers")
@@ -402,6 +497,7 @@ class Daemon:
         self.log.info("daemon.stopping", signal=signame, grace_period=grace, running=running)
         self.notifier.stopping(f"stopping ({signame}); {len(running)} run(s) in progress")
         self.stop.set()  # connectors and the engine check it between documents and chunks
+        self._stop_watchers()
         # wait=False: the worker pool is drained below with our own deadline;
         # queued job bodies see the stop flag and return at once.
         self.scheduler.shutdown(wait=False)

@@ -5,7 +5,8 @@ leaves one file with the same content and reference; a new revision replaces
 the old one atomically; a hostile remote name never lands outside the root; a
 failed upload leaves no partial file behind and is a
 :class:`~invoicesync.plugins.TransientError`; large documents round-trip byte
-for byte; a broken configuration fails ``check()`` without leaking the secret.
+for byte; exports from several threads at once all land; a broken
+configuration fails ``check()`` without leaking the secret.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from fixtures import memory_connectors as mem
@@ -176,3 +176,44 @@ def test_dry_run_plans_without_writing(
     assert result.exports[0].counts["planned"] == 1
     assert mem.STORE == {} and "out" not in mem.CALLS
     assert not (tmp_path / "state").exists()
+
+
+class _RaisingListener:
+    @staticmethod
+    def invoicesync_document_exported(document: Any) -> None:
+        raise RuntimeError("listener bug")
+
+
+class _RecordingListener:
+    seen: ClassVar[list[str]] = []
+
+    @staticmethod
+    def invoicesync_document_exported(document: Any, remote_name: str) -> None:
+        _RecordingListener.seen.append(remote_name)
+
+
+def test_a_raising_event_hook_breaks_neither_the_export_nor_other_plugins(
+    tmp_path: Path,
+) -> None:
+    from invoicesync.plugins import hookimpl
+
+    for cls in (_RaisingListener, _RecordingListener):
+        hookimpl(cls.invoicesync_document_exported)
+    _RecordingListener.seen.clear()
+    registry = load_plugins(
+        entry_points=False, extra=[mem, _RecordingListener(), _RaisingListener()]
+    )
+    config = tmp_path / "invoicesync.yaml"
+    config.write_text(
+        "version: 1\nstate: ./state\ncompanies: [{id: acme}]\n"
+        "sources: [{id: portal, type: memory}]\n"
+        "exports: [{id: out, type: memory, filename: '{number}.{ext}'}]\n"
+    )
+    mem.PORTAL["portal"] = [item("a", b"A", company="acme", number="1")]
+    rt = open_runtime(load_config(config, registry), registry, Clock(NOW))
+    try:
+        assert sync(rt).ok
+    finally:
+        rt.close()
+    assert mem.STORE["out"] == {"1.pdf": b"A"}
+    assert _RecordingListener.seen == ["1.pdf"]

@@ -45,6 +45,7 @@ PUBLISHED_NAMES = {
     "SourceDocument",
     "Target",
     "TransientError",
+    "WatchSpec",  # API 1.1
     "hookimpl",
     "hookspec",
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
+import re
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -48,3 +51,16 @@ def test_a_stale_reference_is_detected() -> None:
     current = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
     stale = current.replace("#### `invoicesync_register_sources(", "#### `invoicesync_old(")
     assert stale != current and gen.updated(stale) == current
+
+
+def test_the_guides_code_blocks_are_valid() -> None:
+    text = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(\w+)\n(.*?)```", text, re.DOTALL)
+    kinds = [kind for kind, _ in blocks]
+    assert kinds.count("python") >= 3 and "toml" in kinds
+    for kind, code in blocks:
+        if kind == "python":
+            ast.parse(code)  # a SyntaxError names the line
+        elif kind == "toml":
+            data = tomllib.loads(code)
+            assert data["project"]["entry-points"]["invoicesync"], "the entry point group"

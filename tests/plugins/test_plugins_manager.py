@@ -161,6 +161,15 @@ def test_an_unknown_hook_is_named(
     assert "invoicesync_register_sources" in message  # the hooks it could have meant
 
 
+def test_a_plugin_without_hooks_is_named(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The classic slip: the entry point names the connector module, not the hooks.
+    module = install_plugin("empty", "class SomeTarget:\n    pass\n")
+    with pytest.raises(PluginError, match=rf"plugin 'empty' \({module}\) implements no"):
+        load(monkeypatch, "empty")
+
+
 def test_a_hook_with_an_unknown_argument_is_named(
     install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
