@@ -31,6 +31,7 @@ from invoicesync.plugins.connectors import ExportItem, Target
 from invoicesync.plugins.errors import ConnectorError, PermanentError, TransientError
 from invoicesync.plugins.models import Document
 
+from .failures import report_connector_error
 from .naming import sanitize_component, with_suffix_before_extension
 from .runtime import Runtime
 
@@ -413,17 +414,8 @@ def run_export(
     except _AbortRun as exc:
         summary.error = str(exc)
         log.error("connector.error", error=str(exc), transient=True)
-    except ConnectorError as exc:
-        summary.error = str(exc)
-        log.error("connector.error", error=str(exc), transient=isinstance(exc, TransientError))
     except Exception as exc:
-        summary.error = f"{type(exc).__name__}: {exc}"
-        log.error(
-            "connector.error",
-            error=summary.error,
-            transient=False,
-            traceback=traceback.format_exc(limit=5),
-        )
+        summary.error = report_connector_error(log, exc)
     finally:
         if target is not None:
             try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,10 +12,10 @@ from typing import Any
 from invoicesync.daemon.config.models import SourceConfig
 from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.storage.catalog import ImportStatus
-from invoicesync.plugins.errors import ConnectorError, TransientError
 from invoicesync.plugins.models import SkippedDocument, SourceDocument
 
 from .companies import assign_company
+from .failures import report_connector_error
 from .runtime import Runtime
 
 _LOGGED = {
@@ -76,20 +75,8 @@ def run_import(
             if progress is not None:
                 progress(1)
             _import_one(rt, source_cfg, item, fingerprints, counts, log)
-    except TransientError as exc:
-        summary.error = str(exc)
-        log.warning("connector.error", error=str(exc), transient=True)
-    except ConnectorError as exc:
-        summary.error = str(exc)
-        log.error("connector.error", error=str(exc), transient=False)
-    except Exception as exc:  # a bug in a plugin must not kill the daemon
-        summary.error = f"{type(exc).__name__}: {exc}"
-        log.error(
-            "connector.error",
-            error=summary.error,
-            transient=False,
-            traceback=traceback.format_exc(limit=5),
-        )
+    except Exception as exc:  # a bug in a plugin must not kill the daemon either
+        summary.error = report_connector_error(log, exc)
     finally:
         if source is not None:
             summary.refetch_after = _refetch_after(source)
