@@ -218,7 +218,7 @@ class Daemon:
         self._catch_up("start")
         signum = None
         while signum not in (signal.SIGTERM, signal.SIGINT):
-            signum = self.inbox.wait()
+            signum = self.inbox.next()
             if signum == signal.SIGHUP:
                 self.reload()
         return self.shutdown(signal.Signals(signum).name if signum else "?")

@@ -41,6 +41,20 @@ class SignalInbox:
             signal.signal(sig, previous)
         self._previous.clear()
 
+    def next(self, poll: float = 0.5) -> signal.Signals:
+        """Block until a signal arrives; return it.
+
+        Never blocks without a timeout: the kernel may deliver a signal to any
+        thread (watchfiles', a worker's), and then only the C-level handler
+        runs; the Python handler waits until the main thread next executes
+        bytecode, which an endless wait on the queue's lock would never do.
+        SIGHUP, even SIGTERM, would go unanswered.
+        """
+        while True:
+            signum = self.wait(timeout=poll)
+            if signum is not None:
+                return signum
+
     def wait(self, timeout: float | None = None) -> signal.Signals | None:
         """The next signal received, or None after ``timeout`` seconds."""
         try:

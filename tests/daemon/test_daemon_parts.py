@@ -351,3 +351,40 @@ def test_documented_jq_alert_queries_work() -> None:
     assert _run_query(queries["daemon-stopped"], _journal([])) == [
         "invoicesync logged nothing for 2 hours"
     ]
+
+
+def test_a_signal_delivered_to_another_thread_still_reaches_the_main_loop() -> None:
+    """The kernel may hand a process signal to any thread; the loop must not miss it.
+
+    A subprocess (so that pytest's own handlers stay untouched) waits with
+    SignalInbox.next() while a worker thread receives SIGHUP itself
+    (pthread_kill): with an untimed wait the main thread would sleep forever.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import signal, threading, time
+        from invoicesync.daemon.scheduler.signals import SignalInbox
+
+        inbox = SignalInbox()
+        inbox.install()
+
+        def worker():
+            # The scenario, not a synchronisation: let the main thread be
+            # asleep in its wait when the signal lands on this thread.
+            # (With an untimed wait it then never wakes: checked by hand.)
+            time.sleep(0.5)
+            signal.pthread_kill(threading.get_ident(), signal.SIGHUP)
+
+        threading.Thread(target=worker, daemon=True).start()
+        print(inbox.next(poll=0.2).name, flush=True)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "SIGHUP"
