@@ -31,6 +31,23 @@ def assert_no_secret(exc: BaseException, secret: str | None, where: str) -> None
         )
 
 
+def assert_check_fails_cleanly(connector: Any, secret: str | None, kind: str) -> None:
+    """``connector.check()`` raises ConnectorError with a message and without the secret.
+
+    ``connector`` is closed afterwards either way; ``kind`` ("source" or
+    "target") only words the failure message.
+    """
+    from ..errors import ConnectorError
+
+    try:
+        with pytest.raises(ConnectorError) as caught:
+            connector.check()
+    finally:
+        connector.close()
+    assert str(caught.value).strip(), "the error must say what is wrong"
+    assert_no_secret(caught.value, secret, f"check() on a broken {kind}")
+
+
 class ConformanceBase:
     """Lets a connector's test class skip a suite test, but only with a reason.
 

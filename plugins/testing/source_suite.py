@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..connectors import Source
 from ..errors import ConnectorError
 from ..models import DocumentMetadata, SkippedDocument, SourceDocument
-from ._base import ConformanceBase, assert_no_secret, missing_fixture
+from ._base import ConformanceBase, assert_check_fails_cleanly, assert_no_secret, missing_fixture
 
 __all__ = ["SourceConformance"]
 
@@ -230,13 +230,7 @@ class SourceConformance(ConformanceBase):
         """``check()`` on ``broken_source`` raises ConnectorError with a message, without the
         secret.
         """
-        try:
-            with pytest.raises(ConnectorError) as caught:
-                broken_source.check()
-        finally:
-            broken_source.close()
-        assert str(caught.value).strip(), "the error must say what is wrong"
-        assert_no_secret(caught.value, secret, "check() on a broken source")
+        assert_check_fails_cleanly(broken_source, secret, "source")
 
     def test_broken_source_fetch_raises_connector_error(
         self, broken_source: Source[Any], secret: str | None

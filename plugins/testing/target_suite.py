@@ -25,7 +25,13 @@ import pytest
 
 from ..connectors import ExportItem, ExportResult, Target
 from ..errors import ConnectorError, PermanentError, TransientError
-from ._base import ConformanceBase, assert_no_secret, formatted, missing_fixture
+from ._base import (
+    ConformanceBase,
+    assert_check_fails_cleanly,
+    assert_no_secret,
+    formatted,
+    missing_fixture,
+)
 from .helpers import make_export_item
 
 __all__ = ["HOSTILE_NAMES", "TargetConformance"]
@@ -425,13 +431,7 @@ class TargetConformance(ConformanceBase):
         """``check()`` on ``broken_target`` raises ConnectorError with a message, without the
         secret.
         """
-        try:
-            with pytest.raises(ConnectorError) as caught:
-                broken_target.check()
-        finally:
-            broken_target.close()
-        assert str(caught.value).strip(), "the error must say what is wrong"
-        assert_no_secret(caught.value, secret, "check() on a broken target")
+        assert_check_fails_cleanly(broken_target, secret, "target")
 
     def test_broken_target_export_raises_connector_error(
         self, broken_target: Target[Any], secret: str | None, items_dir: Path
