@@ -26,8 +26,8 @@ from invoicesync.daemon.config.loader import (
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
 from invoicesync.plugins.errors import ConfigurationError, PluginError
-from invoicesync.plugins.manager import PluginRegistry, load_plugins
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
