@@ -79,6 +79,20 @@ def _wait_paused(proc: DaemonProcess, tmp: Path) -> None:
     proc.wait_for(lambda _events: marker.exists(), what=f"{marker.name} (the pause hook)")
 
 
+def _start_paused(
+    tmp: Path, env: dict[str, str], config: Path, args: list[str], stage: str
+) -> DaemonProcess:
+    """``invoicesync ARGS`` (stdout into ``first.txt``), stopped by the pause hook
+    right after its first document was ``stage`` (committed, lock held)."""
+    proc = DaemonProcess(config, {**env, **_pause_env(tmp, stage)}, args, stdout=tmp / "first.txt")
+    try:
+        _wait_paused(proc, tmp)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
 def _go(tmp: Path) -> None:
     (tmp / "pause" / "go").write_text("")
 
@@ -150,14 +164,9 @@ def test_two_syncs_at_once_mail_each_document_once(
     smtp = smtp_factory("none")
     count = 12
     config = _config(tmp_path, smtp, count)
-    first = DaemonProcess(
-        config,
-        {**daemon_env, **_pause_env(tmp_path, "exported")},
-        ["sync"],
-        stdout=tmp_path / "first.txt",
-    )
-    try:
-        _wait_paused(first, tmp_path)  # it holds the account, one mail sent
+    first = _start_paused(tmp_path, daemon_env, config, ["sync"], "exported")
+    second: DaemonProcess | None = None
+    try:  # it holds the account, one mail sent
         # Without --wait the second sync leaves the account alone.
         skipped = run_cli(daemon_env, config, "sync")
         assert skipped.returncode == EXIT_BUSY, skipped.stdout + skipped.stderr
@@ -172,12 +181,15 @@ def test_two_syncs_at_once_mail_each_document_once(
         assert first.proc.wait(120) == 0
         assert second.proc.wait(120) == 0
     finally:
-        first.kill()
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
     assert f"export mailbox: {count} exported" in (tmp_path / "first.txt").read_text()
     assert "export mailbox: 0 exported" in (tmp_path / "second.txt").read_text()
     sent = _message_ids(smtp)
     assert len(sent) == count and set(sent.values()) == {1}, sent
     assert _ledger_counts(tmp_path) == {"exported": count}
+    assert second is not None
     first.check_logs()
     second.check_logs()
 
@@ -234,24 +246,22 @@ def test_two_fetches_of_one_source_import_each_document_once(
 ) -> None:
     count = 15
     config = _config(tmp_path, None, count)
-    first = DaemonProcess(
-        config,
-        {**daemon_env, **_pause_env(tmp_path, "imported")},
-        ["fetch"],
-        stdout=tmp_path / "first.txt",
-    )
-    try:
-        _wait_paused(first, tmp_path)  # one document committed, the source held
+    first = _start_paused(tmp_path, daemon_env, config, ["fetch"], "imported")
+    second: DaemonProcess | None = None
+    try:  # one document committed, the source held
         second = DaemonProcess(config, daemon_env, ["fetch", "--wait"], stdout=tmp_path / "2.txt")
         second.wait_event("run.busy", source="demo", waiting=True, holder_command="fetch")
         _go(tmp_path)
         assert first.proc.wait(120) == 0
         assert second.proc.wait(120) == 0
     finally:
-        first.kill()
+        for proc in (first, second):
+            if proc is not None:
+                proc.kill()
     assert f"demo: {count} new" in (tmp_path / "first.txt").read_text()
     out = (tmp_path / "2.txt").read_text()
     assert "demo: 0 new" in out and "Integrity" not in out and "INSERT" not in out
+    assert second is not None
     imported = [e["document"] for p in (first, second) for e in p.named("document.imported")]
     assert len(imported) == count == len(set(imported))
     first.check_logs()
