@@ -6,7 +6,7 @@ import calendar
 import fnmatch
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -756,7 +756,7 @@ def test_plugin_checks_through_the_hook() -> None:
 
 class _CountingCheck(AttributeCheck):
     key = "counted"
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
 
     def evaluate(self, document: Document) -> CheckOutcome:
         _CountingCheck.calls.append(document.id)
