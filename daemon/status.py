@@ -49,7 +49,7 @@ def pending_count(rt: Runtime, account: ExportConfig) -> int:
         1
         for c in iter_candidates(rt, account, now)
         if c.state in (None, LedgerState.EXPORTING, LedgerState.EXPORTED)
-        and evaluator.evaluate(c.document, now).export
+        and evaluator.accepts(c.document, now)
     )
 
 
@@ -101,8 +101,8 @@ def document_states(
             ):
                 per_account[account.id] = entry.state.value
             else:
-                decision = rt.evaluators[account.id].evaluate(doc, now)
-                per_account[account.id] = "pending" if decision.export else "excluded"
+                accepted = rt.evaluators[account.id].accepts(doc, now)
+                per_account[account.id] = "pending" if accepted else "excluded"
         if state is not None and state not in per_account.values():
             continue
         row = doc.model_dump(mode="json")

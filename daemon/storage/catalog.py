@@ -288,8 +288,10 @@ class Catalog:
 
 
 def _normalise(value: Any) -> Any:
-    # JSON columns come back as lists/dicts, amounts as Decimal: compare as text
-    # where representations differ but values do not (Decimal("1.0") vs "1.0").
+    # Tags come back from their JSON column as a list in stored order: compare
+    # them as sorted lists. Everything else compares as it is: amounts are
+    # Decimal on both sides (equal by value, Decimal("1.0") == Decimal("1.00")),
+    # dicts compare by content.
     if isinstance(value, list):
         return sorted(value)
     return value
