@@ -68,3 +68,15 @@ class RunLog:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else RunRecord(**row._mapping)
+
+    def last_success(self, kind: str, subject: str) -> RunRecord | None:
+        """The newest run of ``subject`` that finished without a failure."""
+        query = (
+            sa.select(runs)
+            .where(runs.c.kind == kind, runs.c.subject == subject, runs.c.status == "ok")
+            .order_by(runs.c.started_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else RunRecord(**row._mapping)
