@@ -82,7 +82,11 @@ def _metadata_columns(metadata: DocumentMetadata) -> dict[str, Any]:
 
 def row_to_document(row: Any) -> Document:
     """A ``documents`` row -> Document."""
-    data = dict(row._mapping)
+    return document_from_mapping(dict(row._mapping))
+
+
+def document_from_mapping(data: dict[str, Any]) -> Document:
+    """The ``documents`` columns of a row, as a dict (consumed) -> Document."""
     data.pop("fingerprint", None)
     data.pop("updated_at", None)
     return Document.model_validate(data)
