@@ -27,6 +27,7 @@ from . import hookspecs
 from .checks import AttributeCheck
 from .connectors import Source, Target
 from .errors import PluginError
+from .extractors import Extractor
 from .models import Document
 
 __all__ = [
@@ -51,6 +52,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sftp", "invoicesync.connectors_builtin.sftp"),
     ("email", "invoicesync.connectors_builtin.email"),
     ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
+    ("einvoice", "invoicesync.connectors_builtin.einvoice"),
 )
 
 
@@ -65,6 +67,7 @@ class PluginInfo:
     sources: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    extractors: list[str] = field(default_factory=list)
     module: str | None = None
     """Where the plugin was loaded from: a module, or an entry point's ``module:attr``."""
 
@@ -79,6 +82,7 @@ class PluginInfo:
             "sources": self.sources,
             "targets": self.targets,
             "checks": self.checks,
+            "extractors": self.extractors,
         }
 
 
@@ -94,6 +98,7 @@ class PluginRegistry:
     sources: dict[str, type[Source[Any]]]
     targets: dict[str, type[Target[Any]]]
     checks: dict[str, type[AttributeCheck]]
+    extractors: dict[str, type[Extractor]] = field(default_factory=dict)
     trace: Trace | None = None
 
     @property
@@ -285,6 +290,8 @@ def _register(
     )
 
 
+_KEY_WORD = {"checks": "key", "extractors": "name"}
+
 # What users write as ``type:`` must be easy to type and safe in logs and paths.
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -300,6 +307,7 @@ def _collect(
         ("invoicesync_register_sources", "sources", registry.sources, "type_name", Source),
         ("invoicesync_register_targets", "targets", registry.targets, "type_name", Target),
         ("invoicesync_register_checks", "checks", registry.checks, "key", AttributeCheck),
+        ("invoicesync_register_extractors", "extractors", registry.extractors, "name", Extractor),
     ]
     owners: dict[tuple[str, str], str] = {}
     for hook_name, attr, table, key_attr, base in kinds:
@@ -323,7 +331,7 @@ def _collect(
                 key = _validate_class(where, cls, base, key_attr)
                 if key in table:
                     raise PluginError(
-                        f"{attr[:-1]} {'key' if attr == 'checks' else 'type'} {key!r} is "
+                        f"{attr[:-1]} {_KEY_WORD.get(attr, 'type')} {key!r} is "
                         f"registered twice: by plugin {owners[(attr, key)]!r} and by "
                         f"plugin {plugin_name!r}"
                     )
@@ -341,14 +349,16 @@ def _validate_class(where: str, cls: object, base: type, key_attr: str) -> str:
     key = getattr(cls, key_attr, None)
     if not isinstance(key, str) or not key:
         raise PluginError(f"{where}: {cls.__name__} does not set {key_attr}")
-    if key_attr == "type_name" and not _TYPE_NAME.match(key):
+    if key_attr in ("type_name", "name") and not _TYPE_NAME.match(key):
         raise PluginError(
-            f"{where}: {cls.__name__}.type_name {key!r} must be lowercase letters, digits, "
+            f"{where}: {cls.__name__}.{key_attr} {key!r} must be lowercase letters, digits, "
             "'-' or '_', starting with a letter"
         )
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise PluginError(f"{where}: {cls.__name__} does not implement {missing}")
+    if base is Extractor:
+        return key  # extractors take no options
     options = getattr(cls, "Options", None)
     if not (isinstance(options, type) and issubclass(options, BaseModel)):
         raise PluginError(

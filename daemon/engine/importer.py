@@ -14,7 +14,6 @@ from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.storage.catalog import ImportStatus
 from invoicesync.plugins.models import SkippedDocument, SourceDocument
 
-from .companies import assign_company
 from .failures import report_connector_error
 from .runtime import Runtime
 
@@ -133,9 +132,20 @@ def _import_one(
         if item.cursor is not None:
             rt.catalog.save_cursor(source_cfg.id, item.cursor, now)
         return
-    item = assign_company(source_cfg.assign_company, item)
+    doc_id = f"{source_cfg.id}/{item.external_id}"
+    findings = rt.extraction.findings(source_cfg, item, item.metadata)
+    for finding in findings:
+        if finding.error is not None:
+            # The document still imports, with the fields it had.
+            log.warning(
+                "document.extract_failed",
+                document=doc_id,
+                extractor=finding.extractor,
+                reason=finding.error,
+            )
+    item, derived = rt.extraction.apply(source_cfg, item, findings)
     try:
-        outcome = rt.catalog.store(source_cfg.id, item, now)
+        outcome = rt.catalog.store(source_cfg.id, item, now, derived)
     except (ValueError, OSError) as exc:
         counts["failed"] += 1
         log.error(
@@ -146,6 +156,13 @@ def _import_one(
         )
         return
     counts[outcome.status.value] += 1
+    if outcome.duplicate_of is not None:
+        log.info(
+            "document.duplicate",
+            document=outcome.document_id,
+            duplicate_of=outcome.duplicate_of,
+            reason=outcome.duplicate_reason,
+        )
     if outcome.status in _LOGGED:
         log.info(
             "document.imported",

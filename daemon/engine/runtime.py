@@ -30,6 +30,7 @@ from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 from invoicesync.plugins.manager import PluginRegistry
 
 from .clock import Clock
+from .extraction import ExtractionStage
 from .naming import FilenameTemplate
 
 
@@ -52,10 +53,16 @@ class Runtime:
         self.catalog = Catalog(self.engine, self.blobs)
         self.ledger = Ledger(self.engine)
         self.runs = RunLog(self.engine)
+        self.extraction = ExtractionStage(
+            self.registry.extractors, self.config.sources, self.config.companies
+        )
         tz = self.config.tz
         for account in self.config.exports:
             self.evaluators[account.id] = compile_restrictions(
-                account.restrictions, tz, self.registry.checks
+                account.restrictions,
+                tz,
+                self.registry.checks,
+                skip_duplicates=account.duplicates.value == "skip",
             )
             self.templates[account.id] = FilenameTemplate.parse(account.filename)
 

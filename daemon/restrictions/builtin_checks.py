@@ -17,9 +17,9 @@ from typing import Annotated, Any, ClassVar
 from invoicesync.plugins.checks import AttributeCheck, CheckOutcome
 from invoicesync.plugins.hookspecs import hookimpl
 from invoicesync.plugins.models import Document
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
-__all__ = ["BUILTIN_CHECKS", "FilenameCheck"]
+__all__ = ["BUILTIN_CHECKS", "EInvoiceValidCheck", "FilenameCheck"]
 
 
 def _one_or_many(value: Any) -> Any:
@@ -61,7 +61,42 @@ class FilenameCheck(AttributeCheck):
         return CheckOutcome(passed, f"file name {document.filename!r} {verb} {shown}")
 
 
-BUILTIN_CHECKS: tuple[type[AttributeCheck], ...] = (FilenameCheck,)
+class EInvoiceValidOptions(RootModel[bool]):
+    """``einvoice_valid: true`` (only valid e-invoices) or ``false`` (only the others)."""
+
+
+class EInvoiceValidCheck(AttributeCheck):
+    """The document is an e-invoice whose XML validated against its schema (XSD).
+
+    ``true`` passes only documents whose XML validated; documents that are not
+    e-invoices (or were never validated) fail it, like any missing attribute.
+    ``false`` passes the rest: invalid e-invoices and documents that are none.
+    """
+
+    key: ClassVar[str] = "einvoice_valid"
+    Options: ClassVar[type[BaseModel]] = EInvoiceValidOptions
+    description: ClassVar[str] = "the e-invoice XML validated against its schema (XSD)"
+
+    def __init__(self, options: BaseModel) -> None:
+        super().__init__(options)
+        assert isinstance(options, EInvoiceValidOptions)
+        self.wanted = options.root
+
+    def evaluate(self, document: Document) -> CheckOutcome:
+        valid = document.einvoice_valid
+        if valid is None:
+            state = "not a validated e-invoice"
+        elif valid:
+            state = "a valid e-invoice (XSD)"
+        else:
+            first = document.einvoice_errors[0] if document.einvoice_errors else "no details"
+            state = f"an invalid e-invoice ({first})"
+        passed = (valid is True) is self.wanted
+        wanted = "a valid e-invoice" if self.wanted else "no valid e-invoice"
+        return CheckOutcome(passed, f"{state}; the account wants {wanted}")
+
+
+BUILTIN_CHECKS: tuple[type[AttributeCheck], ...] = (FilenameCheck, EInvoiceValidCheck)
 
 
 @hookimpl
