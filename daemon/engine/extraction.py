@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import mimetypes
 import threading
-from functools import partial
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from invoicesync.daemon.config.models import CompanyConfig, SourceConfig

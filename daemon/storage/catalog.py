@@ -190,6 +190,9 @@ class Catalog:
         if updated.rowcount == 0:
             conn.execute(_INSERT_CURSOR, {"source": source_id, "cursor": cursor, "updated_at": now})
 
+    #: How often :meth:`store` starts over after losing a race with another writer.
+    STORE_ATTEMPTS = 3
+
     def store(
         self,
         source_id: str,
@@ -198,6 +201,11 @@ class Catalog:
         derived: Derived = _NO_DERIVED,
     ) -> ImportOutcome:
         """Add or update one document (and save its checkpoint) in one transaction.
+
+        Safe against another process storing the same document at the same
+        moment: the loser of the race (its insert of the row or of the
+        revision violates a key) starts over and finds the winner's row,
+        which makes its own write an update or nothing at all.
 
         ``derived`` is what extractors found beyond the source's metadata. A new
         document (or one whose content or business key changed) that repeats an
@@ -213,10 +221,32 @@ class Catalog:
         meta["provenance"] = dict(sorted(derived.provenance.items()))
         meta["einvoice_valid"] = derived.einvoice_valid
         meta["einvoice_errors"] = list(derived.einvoice_errors)
-        meta["business_key"] = key = business_key(item.metadata)
+        meta["business_key"] = business_key(item.metadata)
+        for attempt in range(1, self.STORE_ATTEMPTS + 1):
+            try:
+                # A fresh copy per attempt: _store adds the duplicate's reason.
+                fresh = {**meta, "provenance": dict(meta["provenance"])}
+                return self._store(source_id, doc_id, item, sha, size, media_type, fresh, now)
+            except sa.exc.IntegrityError:
+                if attempt == self.STORE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store(
+        self,
+        source_id: str,
+        doc_id: str,
+        item: SourceDocument,
+        sha: str,
+        size: int,
+        media_type: str,
+        meta: dict[str, Any],
+        now: datetime,
+    ) -> ImportOutcome:
         # Statements take their values as execution parameters (not .values()),
         # so SQLAlchemy compiles each statement once and reuses it: this is
         # the hot path of every import.
+        key = meta["business_key"]
         with self.engine.begin() as conn:
             row = conn.execute(_SELECT_ONE, {"doc_id": doc_id}).first()
             duplicate: tuple[str, str] | None = None
