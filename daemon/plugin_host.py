@@ -181,6 +181,7 @@ ISOLATED_HOOKS = frozenset(
         "invoicesync_register_sources",
         "invoicesync_register_targets",
         "invoicesync_register_checks",
+        "invoicesync_register_extractors",
         "invoicesync_document_imported",
         "invoicesync_document_exported",
     }
