@@ -181,7 +181,7 @@ class ExtractionStage:
             changed = item.metadata.company != rule.company
             merged = assign_company([rule], item)
             return merged, Derived({"company": RULE_PROVENANCE} if changed else {})
-        explicit = set(stated.model_fields_set)
+        explicit = stated_fields(stated)
         values: dict[str, Any] = {
             name: getattr(stated, name) for name in DocumentMetadata.model_fields
         }
@@ -248,6 +248,24 @@ class ExtractionStage:
             values["type"] = DocumentType.SALES_INVOICE
             assert seller is not None
             provenance["type"] = f"{provenance['type']}; {seller[1]} is {seller[0]}'s"
+
+
+_DEFAULTS = {
+    name: f.get_default(call_default_factory=True)
+    for name, f in DocumentMetadata.model_fields.items()
+}
+
+
+def stated_fields(metadata: DocumentMetadata) -> set[str]:
+    """The fields a source really states: set, and not to the "don't know" default.
+
+    ``company=None``, ``type=misc`` or ``payment_status=unknown`` say nothing,
+    even when a source passes them explicitly (the folder source passes its
+    ``company`` option, None when unset), so extracted values may fill them.
+    """
+    return {
+        name for name in metadata.model_fields_set if getattr(metadata, name) != _DEFAULTS.get(name)
+    }
 
 
 def _with_metadata(item: SourceDocument, metadata: DocumentMetadata) -> SourceDocument:
