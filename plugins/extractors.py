@@ -32,6 +32,7 @@ the document is imported with the fields it had. Raise
 from __future__ import annotations
 
 import io
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,30 +71,60 @@ class ExtractionInput:
     """The original file name (a bare name, as the source gave it)."""
     media_type: str | None
     """The media type the source gave, or one guessed from the file name."""
-    content: bytes | Path
-    """The bytes, or the path of a local file holding them."""
+    content: bytes | Path | BinaryIO
+    """The bytes, the path of a local file holding them, or a file object open
+    on them (one with a ``fileno()``). Read it through :meth:`open`,
+    :meth:`head` and :attr:`size`: they never move the file object's position
+    (the engine reads it afterwards)."""
     stated: DocumentMetadata = field(default_factory=DocumentMetadata)
     """The fields the source stated; ``stated.model_fields_set`` are the explicit ones."""
 
     def open(self) -> BinaryIO:
-        """A fresh binary stream over the content (close it when done)."""
-        if isinstance(self.content, bytes):
-            return io.BytesIO(self.content)
-        return self.content.open("rb")
+        """A fresh binary stream over the content, from its start (close it when done)."""
+        content = self.content
+        if isinstance(content, bytes):
+            return io.BytesIO(content)
+        if isinstance(content, Path):
+            return content.open("rb")
+        # Positional reads on the same descriptor: an own position, so the
+        # engine's later read of the file object is unaffected, and no second
+        # lookup by path.
+        return io.BufferedReader(_PositionalReader(content.fileno()))
 
     @property
     def size(self) -> int:
-        if isinstance(self.content, bytes):
-            return len(self.content)
-        return self.content.stat().st_size
+        content = self.content
+        if isinstance(content, bytes):
+            return len(content)
+        if isinstance(content, Path):
+            return content.stat().st_size
+        return os.fstat(content.fileno()).st_size
 
     def head(self, limit: int = _HEAD) -> bytes:
         """The first ``limit`` bytes (at most 8 KiB): for cheap detection."""
         limit = min(limit, _HEAD)
         if isinstance(self.content, bytes):
             return self.content[:limit]
-        with self.content.open("rb") as stream:
+        with self.open() as stream:
             return stream.read(limit)
+
+
+class _PositionalReader(io.RawIOBase):
+    """Reads a descriptor with ``os.pread`` from its own offset (never closes it)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = os.pread(self._fd, len(buffer), self._offset)
+        buffer[: len(data)] = data
+        self._offset += len(data)
+        return len(data)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from invoicesync.daemon.config.models import CompanyConfig, SourceConfig
@@ -139,7 +140,15 @@ class ExtractionStage:
         if not extractors:
             return []
         media_type = item.media_type or mimetypes.guess_type(item.filename)[0]
-        document = ExtractionInput(item.filename, media_type, item.content, stated)
+        content = item.content
+        if not isinstance(content, bytes | Path):
+            try:
+                content.fileno()
+            except (AttributeError, OSError, ValueError):
+                # An in-memory file object: extractors get its bytes.
+                content.seek(0)
+                content = content.read()
+        document = ExtractionInput(item.filename, media_type, content, stated)
         timeout = source_cfg.extract_timeout.total_seconds()
         out: list[Finding] = []
         for extractor in extractors:
