@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -9,12 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from fixtures.postgres_schema import fresh_schema, schema_url
 from invoicesync.connectors_builtin.checks import EInvoiceValidCheck, EInvoiceValidOptions
 from invoicesync.daemon.restrictions import compile_restrictions
 from invoicesync.daemon.restrictions.config import RestrictionsConfig
 from invoicesync.daemon.storage.blobs import BlobStore
 from invoicesync.daemon.storage.catalog import Catalog, Derived, ImportStatus
-from invoicesync.daemon.storage.database import open_database
+from invoicesync.daemon.storage.database import create_engine, migrate, open_database
 from invoicesync.plugins.models import Document, DocumentMetadata, SourceDocument
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -26,10 +28,20 @@ KEYED = DocumentMetadata(
 )
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    engine: sa.Engine = open_database(tmp_path / "state")
-    return Catalog(engine, BlobStore(tmp_path / "state" / "blobs"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    """A migrated catalog on SQLite and on PostgreSQL (migration 0002 on both)."""
+    blobs = BlobStore(tmp_path / "state" / "blobs")
+    if request.param == "sqlite":
+        yield Catalog(open_database(tmp_path / "state"), blobs)
+        return
+    with fresh_schema("einv") as schema:
+        engine: sa.Engine = create_engine(schema_url(schema))
+        migrate(engine)
+        try:
+            yield Catalog(engine, blobs)
+        finally:
+            engine.dispose()
 
 
 def doc(ext: str, content: bytes, metadata: DocumentMetadata | None = None) -> SourceDocument:
