@@ -275,8 +275,14 @@ def main(
 
 
 @main.command()
+@click.option(
+    "--no-work",
+    is_flag=True,
+    help="With executor: procrastinate: only schedule (defer jobs to the queue); "
+    "`invoicesync worker` nodes run them.",
+)
 @click.pass_obj
-def run(app: AppContext) -> None:
+def run(app: AppContext, no_work: bool) -> None:
     """Run as a daemon in the foreground: import and export on each schedule.
 
     This is what systemd starts (see packaging/systemd/invoicesync.service).
@@ -284,10 +290,33 @@ def run(app: AppContext) -> None:
     with `after_import: true` export after each import. Logs (JSON lines
     when not on a terminal) go to stderr.
 
+    With `executor: procrastinate` the jobs go through a queue in the
+    PostgreSQL database instead: of all nodes running `run`, one at a time
+    defers the scheduled jobs, and every `run` (unless --no-work) and
+    `worker` node works them off (docs/scaling.md).
+
     Signals: SIGHUP reloads the configuration (an invalid file is logged as
     config.invalid and the running one stays); SIGTERM or Ctrl-C finish the
     document in hand and exit within `daemon.grace_period`.
     """
+    _daemon(app, "schedule" if no_work else "run")
+
+
+@main.command()
+@click.pass_obj
+def worker(app: AppContext) -> None:
+    """Run a node that only works: it takes import and export jobs from the queue.
+
+    Needs `executor: procrastinate` and a PostgreSQL `database:`; start as
+    many as you like on any machines that reach the database and the blob
+    store (`blobs:`). Each runs `daemon.workers` jobs at a time. Jobs of a
+    worker that died (no heartbeat for `daemon.stalled_after`) are queued
+    again and finished by the others. Signals as for `run`.
+    """
+    _daemon(app, "work")
+
+
+def _daemon(app: AppContext, role: str) -> None:
     from invoicesync.daemon.scheduler.service import Daemon, LogOverrides
 
     daemon = Daemon(
@@ -295,6 +324,7 @@ def run(app: AppContext) -> None:
         app.registry,
         app.clock,
         log_overrides=LogOverrides(app.log_format, app.log_level),
+        role=role,
     )
     sys.exit(daemon.run())
 
@@ -390,12 +420,6 @@ def sync(
     lock_wait = _lock_wait(wait, wait_timeout)
     with app.runtime(dry_run=dry_run, command="sync", lock_wait=lock_wait) as rt:
         fetch_first = not no_fetch
-        if dry_run and fetch_first and not rt.engine.url.drivername.startswith("sqlite"):
-            click.echo(
-                "note: a dry run with this database plans from the catalog as it is (no fetch)",
-                err=True,
-            )
-            fetch_first = False
 
         def plan(p: Any) -> None:
             # Plain tab-separated lines (rich would expand the tabs): easy to grep and cut.

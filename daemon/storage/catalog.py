@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.plugins.models import Document, DocumentMetadata, SourceDocument
 
-from .blobs import BlobStore
+from .blobs import Blobs
 from .schema import document_revisions, documents, source_cursors
 
 _METADATA_FIELDS = tuple(DocumentMetadata.model_fields)
@@ -126,7 +126,7 @@ def row_to_document(row: Any) -> Document:
 class Catalog:
     """Documents in the database plus their content in the blob store."""
 
-    def __init__(self, engine: sa.Engine, blobs: BlobStore) -> None:
+    def __init__(self, engine: sa.Engine, blobs: Blobs) -> None:
         self.engine = engine
         self.blobs = blobs
 
