@@ -19,13 +19,13 @@ from __future__ import annotations
 import mimetypes
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from invoicesync.daemon.config.models import CompanyConfig, SourceConfig
-from invoicesync.daemon.storage.catalog import Derived
+from invoicesync.daemon.storage.catalog import Derived, ImportOutcome
 from invoicesync.plugins.extractors import Extraction, ExtractionError, ExtractionInput, Extractor
 from invoicesync.plugins.models import DocumentMetadata, DocumentType, SourceDocument
 
@@ -221,7 +221,7 @@ class ExtractionStage:
         metadata = DocumentMetadata.model_validate(
             {k: v for k, v in values.items() if k in explicit or k in provenance or k == "fields"}
         )
-        merged = _with_metadata(item, metadata)
+        merged = replace(item, metadata=metadata)
         rule = next((r for r in source_cfg.assign_company if rule_matches(r, merged)), None)
         if rule is not None:
             merged = assign_company([rule], merged)
@@ -277,13 +277,25 @@ def stated_fields(metadata: DocumentMetadata) -> set[str]:
     }
 
 
-def _with_metadata(item: SourceDocument, metadata: DocumentMetadata) -> SourceDocument:
-    return SourceDocument(
-        external_id=item.external_id,
-        filename=item.filename,
-        content=item.content,
-        media_type=item.media_type,
-        metadata=metadata,
-        cursor=item.cursor,
-        fingerprint=item.fingerprint,
-    )
+def log_findings(log: Any, doc_id: str, findings: Sequence[Finding]) -> None:
+    """One ``document.extract_failed`` warning per extractor that failed."""
+    for finding in findings:
+        if finding.error is not None:
+            # The document still imports, with the fields it had.
+            log.warning(
+                "document.extract_failed",
+                document=doc_id,
+                extractor=finding.extractor,
+                reason=finding.error,
+            )
+
+
+def log_duplicate(log: Any, outcome: ImportOutcome) -> None:
+    """The ``document.duplicate`` event when the catalog marked one."""
+    if outcome.duplicate_of is not None:
+        log.info(
+            "document.duplicate",
+            document=outcome.document_id,
+            duplicate_of=outcome.duplicate_of,
+            reason=outcome.duplicate_reason,
+        )

@@ -15,6 +15,7 @@ from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.storage.catalog import ImportStatus
 from invoicesync.plugins.models import SkippedDocument, SourceDocument
 
+from .extraction import log_duplicate, log_findings
 from .failures import describe_error, report_connector_error
 from .locks import Busy
 from .runtime import Runtime
@@ -157,15 +158,7 @@ def _import_one(
         return
     doc_id = f"{source_cfg.id}/{item.external_id}"
     findings = rt.extraction.findings(source_cfg, item, item.metadata)
-    for finding in findings:
-        if finding.error is not None:
-            # The document still imports, with the fields it had.
-            log.warning(
-                "document.extract_failed",
-                document=doc_id,
-                extractor=finding.extractor,
-                reason=finding.error,
-            )
+    log_findings(log, doc_id, findings)
     item, derived = rt.extraction.apply(source_cfg, item, findings)
     try:
         outcome = rt.catalog.store(source_cfg.id, item, now, derived)
@@ -179,13 +172,7 @@ def _import_one(
         )
         return
     counts[outcome.status.value] += 1
-    if outcome.duplicate_of is not None:
-        log.info(
-            "document.duplicate",
-            document=outcome.document_id,
-            duplicate_of=outcome.duplicate_of,
-            reason=outcome.duplicate_reason,
-        )
+    log_duplicate(log, outcome)
     if outcome.status in _LOGGED:
         log.info(
             "document.imported",

@@ -19,6 +19,7 @@ from invoicesync.daemon.storage.catalog import ImportStatus
 from invoicesync.daemon.storage.schema import documents
 from invoicesync.plugins.models import SourceDocument
 
+from .extraction import log_duplicate, log_findings
 from .provenance import stated_metadata
 from .runtime import Runtime
 
@@ -53,14 +54,7 @@ def reextract(rt: Runtime, source_ids: Sequence[str] = ()) -> Counter[str]:
                 fingerprint=fingerprints.get(doc.external_id),
             )
             findings = rt.extraction.findings(source_cfg, item, stated)
-            for finding in findings:
-                if finding.error is not None:
-                    log.warning(
-                        "document.extract_failed",
-                        document=doc.id,
-                        extractor=finding.extractor,
-                        reason=finding.error,
-                    )
+            log_findings(log, doc.id, findings)
             item, derived = rt.extraction.apply(source_cfg, item, findings, stated)
             try:
                 outcome = rt.catalog.store(source_id, item, rt.clock.now(), derived)
@@ -83,10 +77,4 @@ def _log_outcome(log: Any, outcome: Any, counts: Counter[str]) -> None:
         )
     else:
         counts["unchanged"] += 1
-    if outcome.duplicate_of is not None:
-        log.info(
-            "document.duplicate",
-            document=outcome.document_id,
-            duplicate_of=outcome.duplicate_of,
-            reason=outcome.duplicate_reason,
-        )
+    log_duplicate(log, outcome)
