@@ -33,6 +33,7 @@ from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 
 from .clock import Clock
+from .extraction import ExtractionStage
 from .locks import Busy, Holder, Lease, LockWait, RunLocks, SubjectKind, run_locks_for
 
 
@@ -62,10 +63,16 @@ class Runtime:
         self.catalog = Catalog(self.engine, self.blobs)
         self.ledger = Ledger(self.engine)
         self.runs = RunLog(self.engine)
+        self.extraction = ExtractionStage(
+            self.registry.extractors, self.config.sources, self.config.companies
+        )
         tz = self.config.tz
         for account in self.config.exports:
             self.evaluators[account.id] = compile_restrictions(
-                account.restrictions, tz, self.registry.checks
+                account.restrictions,
+                tz,
+                self.registry.checks,
+                skip_duplicates=account.duplicates.value == "skip",
             )
             self.templates[account.id] = FilenameTemplate.parse(account.filename)
 
