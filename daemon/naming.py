@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
 from invoicesync.plugins.models import Document
+from invoicesync.plugins.names import CONTROL_CHARACTERS, MAX_COMPONENT_BYTES
 
 DEFAULT_TEMPLATE = (
     "{company}/{document_date:%Y}/{document_date:%Y-%m-%d}_{type}_{number|filename}.{ext}"
@@ -44,9 +45,7 @@ PLACEHOLDERS = frozenset(
     | DATE_PLACEHOLDERS
 )
 MISSING = "unknown"
-MAX_COMPONENT_BYTES = 255
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Bidirectional controls (embeddings, overrides, isolates, marks) make
 # "a\u202eFDP.exe.pdf" display as "aexe.PDF": a name must read as it is.
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -188,7 +187,7 @@ def split_filename(name: str) -> tuple[str, str]:
 def sanitize_component(component: str) -> str:
     """Make one path component safe on every common file system and protocol."""
     text = unicodedata.normalize("NFC", component)
-    text = _BIDI.sub("", _CONTROL.sub("", text)).replace("/", "_").replace("\\", "_")
+    text = _BIDI.sub("", CONTROL_CHARACTERS.sub("", text)).replace("/", "_").replace("\\", "_")
     text = text.strip()
     if text in ("", ".", ".."):
         text = MISSING if text == "" else "_" * len(text)
