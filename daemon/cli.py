@@ -365,6 +365,30 @@ def fetch(
 
 
 @main.command()
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@click.pass_obj
+def reextract(app: AppContext, sources: tuple[str, ...]) -> None:
+    """Run the extractors again over documents already in the catalog.
+
+    For the documents of the named sources (default: all), read the stored
+    content again with each source's `extract:` extractors, e.g. after an
+    upgrade that reads more e-invoice fields or after adding VAT ids to the
+    company profiles. The source's own fields still win. A changed result is
+    a metadata update that the next sync evaluates like any other: accounts
+    whose restrictions now match export the document. Nothing is deleted.
+    """
+    from invoicesync.daemon.engine.reextract import reextract as do_reextract
+
+    _known(sources, [s.id for s in app.loaded.config.sources], "source")
+    with app.runtime() as rt:
+        counts = do_reextract(rt, sources)
+    app.out.print(
+        f"{counts['updated']} updated, {counts['unchanged']} unchanged, {counts['failed']} failed"
+    )
+    sys.exit(EXIT_OK if counts["failed"] == 0 else EXIT_FAILED)
+
+
+@main.command()
 @click.argument("accounts", nargs=-1, metavar="[ACCOUNT]...")
 @click.option(
     "--dry-run", is_flag=True, help="Print what would go where, and why; change nothing anywhere."
@@ -493,6 +517,8 @@ def explain(app: AppContext, account: str, document: str) -> None:
 
     DOCUMENT is a document id (SOURCE/EXTERNAL-ID) as `invoicesync documents` lists them.
     """
+    from invoicesync.daemon.engine.provenance import field_lines
+
     _known((account,), [a.id for a in app.loaded.config.exports], "export account")
     with app.runtime(read_only=True) as rt:
         doc = rt.catalog.get(document)
@@ -508,6 +534,11 @@ def explain(app: AppContext, account: str, document: str) -> None:
         app.out.print(check.reason, markup=False)
     verdict = "[green]export[/]" if decision.export else "[red]do not export[/]"
     app.out.print(f"verdict: {verdict}")
+    lines = field_lines(doc)
+    if lines:
+        app.out.print("fields:")
+        for line in lines:
+            app.out.print(f"  {line}", markup=False)
     if entry is not None:
         if entry.exported_at is not None:
             when = entry.exported_at.astimezone(rt.config.tz)
@@ -581,24 +612,53 @@ def status(app: AppContext, account: str | None, as_json: bool) -> None:
 )
 @click.option("--limit", default=100, show_default=True, help="At most this many rows (0 = all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--duplicates",
+    is_flag=True,
+    help="Only documents marked duplicate_of another (the same invoice from another source).",
+)
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Under each document, its fields and where each came from (source, e-invoice XML...).",
+)
 @click.pass_obj
 def documents(
-    app: AppContext, account: str | None, state: str | None, limit: int, as_json: bool
+    app: AppContext,
+    account: str | None,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+    duplicates: bool,
+    provenance: bool,
 ) -> None:
     """List documents in the catalog with their state per export account."""
+    from invoicesync.daemon.engine.provenance import field_lines
     from invoicesync.daemon.status import document_states
+    from invoicesync.plugins.models import Document
 
     accounts = app.loaded.config.exports
     if account:
         _known((account,), [a.id for a in accounts], "export account")
         accounts = [a for a in accounts if a.id == account]
     with app.runtime(read_only=True) as rt:
-        rows = document_states(rt, accounts, state, limit)
+        rows = document_states(rt, accounts, state, limit, duplicates_only=duplicates)
         if as_json:
             for row in rows:
                 click.echo(json.dumps(row, default=str))
             return
-        table = Table("document", "type", "company", "date", "gross", *(a.id for a in accounts))
+        if provenance:
+            for row in rows:
+                states = ", ".join(f"{a}: {s}" for a, s in row["accounts"].items())
+                app.out.print(f"{row['id']}" + (f"  [{states}]" if states else ""), markup=False)
+                doc = Document.model_validate({k: v for k, v in row.items() if k != "accounts"})
+                for line in field_lines(doc):
+                    app.out.print(f"  {line}", markup=False)
+            return
+        extra = ("duplicate of",) if duplicates else ()
+        table = Table(
+            "document", "type", "company", "date", "gross", *extra, *(a.id for a in accounts)
+        )
         for row in rows:
             table.add_row(
                 *_cells(
@@ -607,6 +667,7 @@ def documents(
                     row["company"] or "-",
                     row["document_date"] or "-",
                     f"{row['gross_amount'] or '-'} {row['currency'] or ''}".strip(),
+                    *((row["duplicate_of"] or "-",) if duplicates else ()),
                     *(row["accounts"][a.id] for a in accounts),
                 )
             )

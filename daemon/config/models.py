@@ -190,6 +190,16 @@ class CompanyConfig(Model):
 
     id: Identifier
     name: str | None = None
+    vat_ids: list[Annotated[str, Field(min_length=2, max_length=40)]] = Field(
+        default_factory=list,
+        description="VAT ids of this company (e.g. DE123456789): an e-invoice whose buyer "
+        "has one is its incoming invoice, whose seller has one is its sales invoice.",
+    )
+    names: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list,
+        description="Legal names matched like vat_ids when an e-invoice gives no VAT id "
+        "(case and spacing ignored).",
+    )
 
 
 class CompanyRule(Model):
@@ -226,6 +236,15 @@ class SourceConfig(Model):
     assign_company: list[CompanyRule] = Field(
         default_factory=list, description="Rules mapping documents to company ids."
     )
+    extract: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=lambda: ["einvoice"],
+        description="Extractors reading fields from the content at import "
+        "(default: the built-in e-invoice extractor; [] turns extraction off).",
+    )
+    extract_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="An extractor taking longer on one document is abandoned (a warning).",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -238,6 +257,11 @@ class SourceConfig(Model):
 class OnUpdate(StrEnum):
     EXPORT = "export"
     IGNORE = "ignore"
+
+
+class Duplicates(StrEnum):
+    SKIP = "skip"
+    EXPORT = "export"
 
 
 class RetryConfig(Model):
@@ -271,6 +295,11 @@ class ExportConfig(Model):
     on_update: OnUpdate = OnUpdate.EXPORT
     retry: RetryConfig = Field(default_factory=RetryConfig)
     concurrency: int = Field(1, ge=1, le=32, description="Documents exported in parallel.")
+    duplicates: Duplicates = Field(
+        Duplicates.SKIP,
+        description="Documents marked duplicate_of another (the same invoice from another "
+        "source) are skipped, or exported too.",
+    )
 
 
 class DaemonConfig(Model):

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from invoicesync.daemon.config.loader import LoadedConfig
-from invoicesync.daemon.config.models import ExportConfig, SourceConfig
+from invoicesync.daemon.config.models import Config, ExportConfig, SourceConfig
 from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.naming import FilenameTemplate
 from invoicesync.daemon.plugin_host import PluginRegistry
@@ -33,6 +33,7 @@ from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 
 from .clock import Clock
+from .extraction import ExtractionStage
 from .locks import Busy, Holder, Lease, LockWait, RunLocks, SubjectKind, run_locks_for
 
 
@@ -62,15 +63,21 @@ class Runtime:
         self.catalog = Catalog(self.engine, self.blobs)
         self.ledger = Ledger(self.engine)
         self.runs = RunLog(self.engine)
+        self.extraction = ExtractionStage(
+            self.registry.extractors, self.config.sources, self.config.companies
+        )
         tz = self.config.tz
         for account in self.config.exports:
             self.evaluators[account.id] = compile_restrictions(
-                account.restrictions, tz, self.registry.checks
+                account.restrictions,
+                tz,
+                self.registry.checks,
+                skip_duplicates=account.duplicates.value == "skip",
             )
             self.templates[account.id] = FilenameTemplate.parse(account.filename)
 
     @property
-    def config(self) -> Any:
+    def config(self) -> Config:
         return self.loaded.config
 
     @property
