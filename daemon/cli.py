@@ -27,7 +27,12 @@ from invoicesync.daemon.config.loader import (
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.locks import EXIT_BUSY, LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
-from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.daemon.logging import (
+    RedactingStream,
+    configure_logging,
+    get_logger,
+    register_secrets,
+)
 from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
 from invoicesync.plugins.errors import ConfigurationError, PluginError
 from rich.console import Console
@@ -268,6 +273,16 @@ def main(
     Start with `invoicesync --config config.example.yaml sync`, then look at
     `status` and `explain`. Logs go to stderr, results to stdout.
     """
+    # Every printed text goes through the secret redactor, whatever printed it
+    # (rich tables, click.echo, an exception's text): issue 10 item 6.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(stdout)
+    sys.stderr = RedactingStream(stderr)
+
+    def restore() -> None:
+        sys.stdout, sys.stderr = stdout, stderr
+
+    ctx.call_on_close(restore)
     ctx.obj = AppContext(config, now, log_format, log_level)
 
 
@@ -684,6 +699,8 @@ def check_config(app: AppContext, connect: bool) -> None:
     """Validate the configuration, every connector's options included."""
     loaded = app.loaded
     cfg = loaded.config
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
     app.out.print(
         f"{loaded.path}: OK — {len(cfg.sources)} source(s), {len(cfg.exports)} export "
         f"account(s), {len(cfg.companies)} company profile(s)",

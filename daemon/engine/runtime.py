@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.daemon.config.loader import LoadedConfig
 from invoicesync.daemon.config.models import Config, ExportConfig, SourceConfig
-from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.logging import get_logger, redact
 from invoicesync.daemon.naming import FilenameTemplate
 from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
@@ -61,8 +61,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.engine, self.blobs)
-        self.ledger = Ledger(self.engine)
-        self.runs = RunLog(self.engine)
+        # Error texts are stored masked: a server may echo the credentials.
+        self.ledger = Ledger(self.engine, scrub=redact)
+        self.runs = RunLog(self.engine, scrub=redact)
         self.extraction = ExtractionStage(
             self.registry.extractors, self.config.sources, self.config.companies
         )
@@ -100,14 +101,14 @@ class Runtime:
     def make_source(self, source: SourceConfig) -> Source[Any]:
         cls = self.registry.source_type(source.type)
         context = self.connector_context("source", source.id)
-        context.state_dir.mkdir(parents=True, exist_ok=True)
+        context.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return cls(source.id, self.loaded.source_options[source.id], context)
 
     def make_target(self, account: ExportConfig) -> Target[Any]:
         cls = self.registry.target_type(account.type)
         context = self.connector_context("account", account.id)
         if not self.dry_run:
-            context.state_dir.mkdir(parents=True, exist_ok=True)
+            context.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return cls(account.id, self.loaded.export_options[account.id], context)
 
     @property

@@ -15,6 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from invoicesync.plugins.errors import ConfigurationError
 
+from .private import make_private_dir, make_private_file
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -86,10 +88,14 @@ def open_database(state_dir: Path, configured_url: str | None = None) -> sa.Engi
     """Create the state folder if needed, connect, and migrate."""
     url = database_url(state_dir, configured_url)
     if url.startswith("sqlite"):
-        state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(state_dir)
     engine = create_engine(url)
     try:
         migrate(engine)
     except sa.exc.OperationalError as exc:
         raise ConfigurationError(f"database: cannot open {_redact(url)}: {exc.orig}") from exc
+    database = engine.url.database
+    if engine.url.drivername.startswith("sqlite") and database and database != ":memory:":
+        for suffix in ("", "-wal", "-shm"):
+            make_private_file(Path(database + suffix))
     return engine
