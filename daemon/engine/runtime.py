@@ -23,10 +23,21 @@ from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
 from invoicesync.daemon.storage.blobs import BlobStore
 from invoicesync.daemon.storage.catalog import Catalog
-from invoicesync.daemon.storage.database import create_engine, database_url, migrate, open_database
+from invoicesync.daemon.storage.database import (
+    check_sqlite_file,
+    create_engine,
+    damaged,
+    database_url,
+    describe,
+    is_damage,
+    open_database,
+    sqlite_file,
+)
 from invoicesync.daemon.storage.ledger import Ledger
 from invoicesync.daemon.storage.runs import RunLog
+from invoicesync.daemon.storage.schema_guard import guard
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
+from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.manager import PluginRegistry
 
 from .clock import Clock
@@ -116,29 +127,33 @@ def open_runtime(
     config = loaded.config
     state = Path(config.state)
     url = database_url(state, config.database)
+    real = sqlite_file(url)
     if dry_run:
         scratch = Path(tempfile.mkdtemp(prefix="invoicesync-dry-run-"))
-        if url.startswith("sqlite"):
-            real = (
-                state / "catalog.sqlite3"
-                if not config.database
-                else Path(sa.make_url(url).database or "")
-            )
-            copy = scratch / "catalog.sqlite3"
-            if real.exists():
-                _sqlite_snapshot(real, copy)
-            engine = create_engine(f"sqlite:///{copy}")
-            migrate(engine)
-        else:
-            engine = create_engine(url)
+        try:
+            if real is not None:
+                copy = scratch / "catalog.sqlite3"
+                if real.exists():
+                    _sqlite_snapshot(real, copy)
+                engine = _scratch_engine(copy, real, state)
+            else:
+                engine = create_engine(url)
+                # A dry run changes nothing: no migration, not even of an empty database.
+                _guard(engine, url, state, upgrade=False)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         blobs = BlobStore(state / "blobs", write=False)
         return Runtime(loaded, registry, clock, engine, blobs, dry_run=True, _scratch=scratch)
-    if read_only and url.startswith("sqlite") and not (state / "catalog.sqlite3").exists():
+    if read_only and real is not None and not real.exists():
         # Reading commands on a fresh install: an empty scratch catalog, and
         # nothing created in the real state folder.
         scratch = Path(tempfile.mkdtemp(prefix="invoicesync-empty-"))
-        engine = create_engine(f"sqlite:///{scratch / 'catalog.sqlite3'}")
-        migrate(engine)
+        try:
+            engine = _scratch_engine(scratch / "catalog.sqlite3", real, state)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         return Runtime(
             loaded,
             registry,
@@ -151,18 +166,63 @@ def open_runtime(
     return Runtime(loaded, registry, clock, engine, BlobStore(state / "blobs"))
 
 
+def _scratch_engine(copy: Path, real: Path, state: Path) -> sa.Engine:
+    """An engine on a scratch copy of the catalog ``real``, checked like the real one."""
+    engine = create_engine(f"sqlite:///{copy}")
+    try:
+        guard(
+            engine,
+            str(real),
+            blobs_root=state / "blobs",
+            catalog_hint=str(real),
+            upgrade_behind=True,
+        )
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        if is_damage(exc):
+            raise damaged(str(real), str(exc.orig)) from exc
+        raise
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _guard(engine: sa.Engine, url: str, state: Path, *, upgrade: bool) -> None:
+    try:
+        guard(
+            engine,
+            describe(url),
+            blobs_root=state / "blobs",
+            catalog_hint="the database",
+            upgrade_behind=False,
+            create=upgrade,
+        )
+    except sa.exc.DBAPIError as exc:
+        engine.dispose()
+        raise ConfigurationError(f"database: cannot open {describe(url)}: {exc.orig}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+
+
 def _sqlite_snapshot(source: Path, target: Path) -> None:
     # The backup API reads a consistent snapshot through a read-only
     # connection: the real catalog file is never written. When no -wal file
     # exists no process has the catalog open, and ``immutable`` reads it
     # without creating the -wal/-shm files that even a read-only WAL reader
     # would leave behind (a dry run must not change the state folder at all).
+    check_sqlite_file(source)
     wal = source.with_name(source.name + "-wal")
     flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
     src = sqlite3.connect(f"file:{source}?{flags}", uri=True)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            raise damaged(str(source), str(exc)) from exc
+        raise
     finally:
         dst.close()
         src.close()

@@ -143,3 +143,23 @@ def _replace_making_parent(tmp_name: str, target: str) -> None:
             raise
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(tmp_name, target)
+
+
+def holds_blobs(root: Path) -> bool:
+    """Whether the blob store at ``root`` holds any content (stops at the first blob).
+
+    An empty catalog beside a non-empty blob store means a lost catalog
+    (see :mod:`.schema_guard`).
+    """
+    try:
+        level1 = [e for e in os.scandir(root) if len(e.name) == 2 and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    for first in level1:
+        for second in os.scandir(first.path):
+            if len(second.name) != 2 or not second.is_dir():
+                continue
+            with os.scandir(second.path) as entries:
+                if any(len(e.name) == 64 and e.name.startswith(first.name) for e in entries):
+                    return True
+    return False
