@@ -205,7 +205,7 @@ def test_an_empty_catalog_beside_blobs_is_refused_not_exported_again(
         catalog(cfg).write_bytes(b"")
     else:
         catalog(cfg).unlink()
-    commands = COMMANDS[:5] + [("db", "upgrade"), ("run",)] if how == "emptied" else [("sync",)]
+    commands = [*COMMANDS[:5], ("db", "upgrade"), ("run",)] if how == "emptied" else [("sync",)]
     for command in commands:
         result = run_cli(*command, config=cfg, timeout=60)
         assert_refused(
