@@ -24,7 +24,7 @@ from invoicesync.daemon.config.loader import (
     find_config_file,
     load_config,
 )
-from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.clock import Clock, check_range
 from invoicesync.daemon.engine.locks import EXIT_BUSY, LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
@@ -236,6 +236,10 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         ) from None
     if parsed.tzinfo is None:
         raise click.BadParameter("give a time zone offset, e.g. 2026-12-01T08:00:00+01:00")
+    try:
+        check_range(parsed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     return parsed
 
 

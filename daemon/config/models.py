@@ -300,9 +300,20 @@ class Config(Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     exports: list[ExportConfig] = Field(default_factory=list)
 
+    @field_validator("database")
+    @classmethod
+    def _database_no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("a database URL cannot contain a NUL character")
+        return value
+
     @field_validator("state")
     @classmethod
     def _state_relative(cls, value: Path, info: ValidationInfo) -> Path:
+        if "\0" in str(value):
+            # The operating system cannot name such a file: every command
+            # that opens the state would fail with "embedded null byte".
+            raise ValueError("a path cannot contain a NUL character")
         base = (info.context or {}).get("base_dir")
         value = value.expanduser()
         if base is not None and not value.is_absolute():
