@@ -197,6 +197,18 @@ class Document(DocumentMetadata):
     size: int
     sha256: str
     revision: int = 1
+    provenance: dict[str, str] = Field(default_factory=dict)
+    """Where extracted fields came from: ``{"document_date": "Factur-X XML, BT-2"}``
+    (custom fields as ``fields.<name>``); a field not listed came from the source
+    (API 1.2)."""
+    einvoice_valid: bool | None = None
+    """Whether the e-invoice XML validated against its schema; None: not an
+    e-invoice, or not validated (API 1.2)."""
+    einvoice_errors: tuple[str, ...] = ()
+    """The first validation errors when ``einvoice_valid`` is false (API 1.2)."""
+    duplicate_of: str | None = None
+    """The id of the document this one repeats (the same invoice from another
+    source); None when it is not a duplicate (API 1.2)."""
 
     @property
     def sha8(self) -> str:

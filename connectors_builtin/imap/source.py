@@ -106,8 +106,11 @@ class ImapOptions(ConnectorOptions):
     folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
     since: date | None = None
     """Only mails that arrived on or after this day (IMAP ``SINCE``)."""
-    media_types: list[str] = Field(default_factory=lambda: ["application/pdf"], min_length=1)
-    """Media types to import; shell-style patterns such as ``image/*`` work."""
+    media_types: list[str] = Field(
+        default_factory=lambda: ["application/pdf", "application/xml", "text/xml"], min_length=1
+    )
+    """Media types to import; shell-style patterns such as ``image/*`` work. The
+    default takes PDFs and XML e-invoices (XRechnung, UBL, Peppol)."""
     filename_globs: list[str] = Field(default_factory=list)
     """If given, an attachment's name must match one (case-insensitive)."""
     min_size: int = Field(default=0, ge=0)

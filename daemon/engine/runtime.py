@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.naming import FilenameTemplate
 from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
-from invoicesync.daemon.storage.blobs import BlobStore
+from invoicesync.daemon.storage.blobs import Blobs, open_blob_store
 from invoicesync.daemon.storage.catalog import Catalog
 from invoicesync.daemon.storage.database import (
     check_sqlite_file,
@@ -32,16 +33,19 @@ from invoicesync.daemon.storage.database import (
     database_url,
     describe,
     is_damage,
+    migrate,
     open_database,
     sqlite_file,
 )
 from invoicesync.daemon.storage.ledger import Ledger
 from invoicesync.daemon.storage.runs import RunLog
 from invoicesync.daemon.storage.schema_guard import guard
+from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 from invoicesync.plugins.errors import ConfigurationError
 
 from .clock import Clock
+from .extraction import ExtractionStage
 from .locks import Busy, Holder, Lease, LockWait, RunLocks, SubjectKind, run_locks_for
 
 
@@ -53,7 +57,7 @@ class Runtime:
     registry: PluginRegistry
     clock: Clock
     engine: sa.Engine
-    blobs: BlobStore
+    blobs: Blobs
     dry_run: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     _scratch: Path | None = None
@@ -65,15 +69,22 @@ class Runtime:
     lock_wait: LockWait = field(default_factory=LockWait)
     """Whether runs wait for a source or account that another process runs."""
     _locks: RunLocks | None = None
+    _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.engine, self.blobs)
         self.ledger = Ledger(self.engine)
         self.runs = RunLog(self.engine)
+        self.extraction = ExtractionStage(
+            self.registry.extractors, self.config.sources, self.config.companies
+        )
         tz = self.config.tz
         for account in self.config.exports:
             self.evaluators[account.id] = compile_restrictions(
-                account.restrictions, tz, self.registry.checks
+                account.restrictions,
+                tz,
+                self.registry.checks,
+                skip_duplicates=account.duplicates.value == "skip",
             )
             self.templates[account.id] = FilenameTemplate.parse(account.filename)
 
@@ -146,6 +157,8 @@ class Runtime:
         if self._locks is not None:
             self._locks.close()
         self.engine.dispose()
+        for cleanup in self._cleanup:
+            cleanup()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
@@ -160,9 +173,9 @@ def open_runtime(
 ) -> Runtime:
     """Connect to the state and build a Runtime.
 
-    ``dry_run`` works on a scratch copy of an SQLite catalog (sources may be
-    fetched, nothing is written to the real state or any target). With
-    PostgreSQL a dry run reads the real catalog and does not fetch.
+    ``dry_run`` works on a scratch copy of the catalog (sources may be
+    fetched, nothing is written to the real state or any target): a copy of
+    the SQLite file, or a temporary schema in the PostgreSQL database.
     """
     config = loaded.config
     state = Path(config.state)
@@ -170,28 +183,24 @@ def open_runtime(
     real = sqlite_file(url)
     if dry_run:
         scratch = Path(tempfile.mkdtemp(prefix="invoicesync-dry-run-"))
+        blobs = open_blob_store(config.blobs, state, write=False)
+        cleanups: list[Callable[[], None]] = []
         try:
             if real is not None:
                 copy = scratch / "catalog.sqlite3"
                 if real.exists():
                     _sqlite_snapshot(real, copy)
-                engine = _scratch_engine(copy, real, state)
+                engine = _scratch_engine(copy, real, blobs)
             else:
-                engine = create_engine(url)
-                # A dry run changes nothing: no migration, not even of an empty database.
-                _guard(engine, url, state, upgrade=False)
+                # Check the real database (nothing changed in it), then plan
+                # on a temporary copy of it.
+                _check_only(url, blobs)
+                engine, cleanup = postgres_scratch_copy(url)
+                cleanups.append(cleanup)
+                migrate(engine)
         except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        blobs = BlobStore(state / "blobs", write=False)
-        return Runtime(loaded, registry, clock, engine, blobs, dry_run=True, _scratch=scratch)
-    if read_only and real is not None and not real.exists():
-        # Reading commands on a fresh install: an empty scratch catalog, and
-        # nothing created in the real state folder.
-        scratch = Path(tempfile.mkdtemp(prefix="invoicesync-empty-"))
-        try:
-            engine = _scratch_engine(scratch / "catalog.sqlite3", real, state)
-        except BaseException:
+            for cleanup in cleanups:
+                cleanup()
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         return Runtime(
@@ -199,21 +208,35 @@ def open_runtime(
             registry,
             clock,
             engine,
-            BlobStore(state / "blobs", write=False),
+            blobs,
+            dry_run=True,
             _scratch=scratch,
+            _cleanup=cleanups,
         )
-    engine = open_database(state, config.database)
-    return Runtime(loaded, registry, clock, engine, BlobStore(state / "blobs"))
+    if read_only and real is not None and not real.exists():
+        # Reading commands on a fresh install: an empty scratch catalog, and
+        # nothing created in the real state folder.
+        scratch = Path(tempfile.mkdtemp(prefix="invoicesync-empty-"))
+        blobs = open_blob_store(config.blobs, state, write=False)
+        try:
+            engine = _scratch_engine(scratch / "catalog.sqlite3", real, blobs)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return Runtime(loaded, registry, clock, engine, blobs, _scratch=scratch)
+    blobs = open_blob_store(config.blobs, state)
+    engine = open_database(state, config.database, blobs=blobs)
+    return Runtime(loaded, registry, clock, engine, blobs)
 
 
-def _scratch_engine(copy: Path, real: Path, state: Path) -> sa.Engine:
+def _scratch_engine(copy: Path, real: Path, blobs: Blobs) -> sa.Engine:
     """An engine on a scratch copy of the catalog ``real``, checked like the real one."""
     engine = create_engine(f"sqlite:///{copy}")
     try:
         guard(
             engine,
             str(real),
-            blobs_root=state / "blobs",
+            blobs=blobs,
             catalog_hint=str(real),
             upgrade_behind=True,
         )
@@ -228,22 +251,22 @@ def _scratch_engine(copy: Path, real: Path, state: Path) -> sa.Engine:
     return engine
 
 
-def _guard(engine: sa.Engine, url: str, state: Path, *, upgrade: bool) -> None:
+def _check_only(url: str, blobs: Blobs) -> None:
+    """The upgrade policy's refusals for a database a dry run must not change."""
+    engine = create_engine(url)
     try:
         guard(
             engine,
             describe(url),
-            blobs_root=state / "blobs",
+            blobs=blobs,
             catalog_hint="the database",
             upgrade_behind=False,
-            create=upgrade,
+            change=False,
         )
     except sa.exc.DBAPIError as exc:
-        engine.dispose()
         raise ConfigurationError(f"database: cannot open {describe(url)}: {exc.orig}") from exc
-    except BaseException:
+    finally:
         engine.dispose()
-        raise
 
 
 def _sqlite_snapshot(source: Path, target: Path) -> None:

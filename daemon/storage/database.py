@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.plugins.errors import ConfigurationError
 
+from .blobs import Blobs, BlobStore
 from .schema_guard import (
     SchemaStatus,
     StateError,
@@ -166,8 +167,13 @@ def quick_check(connection: sa.Connection, where: str) -> None:
         raise damaged(where, problems[0] + more)
 
 
-def open_database(state_dir: Path, configured_url: str | None = None) -> sa.Engine:
+def open_database(
+    state_dir: Path, configured_url: str | None = None, *, blobs: Blobs | None = None
+) -> sa.Engine:
     """Create the state folder if needed, connect, check and migrate.
+
+    ``blobs`` is the blob store beside it (default: ``STATE/blobs``): an empty
+    database beside a store holding content is a lost catalog.
 
     Raises :class:`StateError` (a ConfigurationError) for a damaged file, a
     database written by a newer invoicesync, a PostgreSQL schema that needs
@@ -184,7 +190,7 @@ def open_database(state_dir: Path, configured_url: str | None = None) -> sa.Engi
         guard(
             engine,
             describe(url),
-            blobs_root=state_dir / "blobs",
+            blobs=blobs or _default_blobs(state_dir),
             catalog_hint=str(path) if path else "the database",
             upgrade_behind=path is not None,
             backup=backup_path(path) if path is not None else None,
@@ -198,6 +204,10 @@ def open_database(state_dir: Path, configured_url: str | None = None) -> sa.Engi
             raise damaged(describe(url), str(exc.orig)) from exc
         raise ConfigurationError(f"database: cannot open {_redact(url)}: {exc.orig}") from exc
     return engine
+
+
+def _default_blobs(state_dir: Path) -> Blobs:
+    return BlobStore(state_dir / "blobs", write=False)  # write=False creates nothing
 
 
 def backup_path(path: Path) -> Path:
@@ -216,7 +226,9 @@ class SchemaReport:
     up_to_date: bool
 
 
-def schema_report(state_dir: Path, configured_url: str | None) -> SchemaReport:
+def schema_report(
+    state_dir: Path, configured_url: str | None, blobs: Blobs | None = None
+) -> SchemaReport:
     """Read the database's revision without changing anything (not even creating it).
 
     Raises :class:`StateError` when it cannot be used at all.
@@ -249,10 +261,10 @@ def schema_report(state_dir: Path, configured_url: str | None) -> SchemaReport:
         raise StateError(newer_message(where, status))
     if status.empty:
         if path is not None:
-            refuse_lost_catalog(where, str(path), state_dir / "blobs")
+            refuse_lost_catalog(where, str(path), blobs or _default_blobs(state_dir))
             lines.append("new: the first run creates the schema")
         else:
-            refuse_lost_catalog(where, "the database", state_dir / "blobs")
+            refuse_lost_catalog(where, "the database", blobs or _default_blobs(state_dir))
             lines.append("new: `invoicesync db upgrade` or the first run creates the schema")
     elif status.behind:
         lines.append(
@@ -265,7 +277,7 @@ def schema_report(state_dir: Path, configured_url: str | None) -> SchemaReport:
     return SchemaReport("\n".join(lines), status.up_to_date)
 
 
-def upgrade_schema(state_dir: Path, configured_url: str | None) -> str:
+def upgrade_schema(state_dir: Path, configured_url: str | None, blobs: Blobs | None = None) -> str:
     """Apply the migrations (``invoicesync db upgrade``); what was done, as a sentence."""
     url = database_url(state_dir, configured_url)
     where = describe(url)
@@ -280,7 +292,9 @@ def upgrade_schema(state_dir: Path, configured_url: str | None) -> str:
             if path is not None:
                 quick_check(connection, where)  # never migrate a damaged file
         if before.empty:
-            refuse_lost_catalog(where, str(path) if path else "the database", state_dir / "blobs")
+            refuse_lost_catalog(
+                where, str(path) if path else "the database", blobs or _default_blobs(state_dir)
+            )
         status, backup = upgrade(engine, backup=backup_path(path) if path is not None else None)
     except sa.exc.DBAPIError as exc:
         if is_damage(exc):

@@ -34,7 +34,7 @@ from invoicesync.daemon import __version__
 from invoicesync.daemon.logging import get_logger
 from invoicesync.plugins.errors import ConfigurationError
 
-from .blobs import holds_blobs
+from .blobs import Blobs
 
 __all__ = [
     "SchemaStatus",
@@ -46,9 +46,11 @@ __all__ = [
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-# pg_advisory_xact_lock key of schema migrations ("invoicesync schema" as two
-# int4s would do too; one constant bigint is simpler to spot in pg_locks).
-_MIGRATION_LOCK = 0x1A7C_5C4E_3A00_0001
+# One migration at a time per schema (nodes of one cluster share it; test
+# schemas in one database do not).
+_MIGRATION_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtext('invoicesync:migrate:' || current_schema()))"
+)
 
 
 class StateError(ConfigurationError):
@@ -139,19 +141,19 @@ def behind_message(where: str, status: SchemaStatus) -> str:
     )
 
 
-def refuse_lost_catalog(where: str, catalog_hint: str, blobs_root: Path) -> None:
+def refuse_lost_catalog(where: str, catalog_hint: str, blobs: Blobs) -> None:
     """Refuse a new, empty catalog beside a blob store that already holds content.
 
     That is the state of an installation whose catalog was lost (deleted,
     truncated to 0 bytes, a wrong ``database:`` URL). Carrying on would
     import every document as new and export everything again.
     """
-    if holds_blobs(blobs_root):
+    if blobs.holds_any():
         raise StateError(
-            f"state database {where} is empty, but the blob store {blobs_root} already holds "
+            f"state database {where} is empty, but the blob store {blobs.location} already holds "
             "documents' content: the catalog of an existing installation is missing, and "
             "starting afresh would import and export every document again. Restore "
-            f"{catalog_hint} from a backup; or, to really start afresh, move {blobs_root} "
+            f"{catalog_hint} from a backup; or, to really start afresh, move {blobs.location} "
             "away first"
         )
 
@@ -160,34 +162,30 @@ def guard(
     engine: sa.Engine,
     where: str,
     *,
-    blobs_root: Path | None,
+    blobs: Blobs | None,
     catalog_hint: str,
     upgrade_behind: bool,
-    create: bool = True,
+    change: bool = True,
     backup: Path | None = None,
 ) -> SchemaStatus:
     """Check the database against the policy above; create or upgrade it if allowed.
 
     ``upgrade_behind`` says whether a database behind this code may be
-    upgraded here (SQLite) or must be refused (PostgreSQL). ``backup`` is
-    where an SQLite file is copied before such an upgrade. Returns the
-    status found before any change.
+    upgraded here (SQLite) or must be refused (PostgreSQL). ``change=False``
+    only checks (dry runs): nothing is created or upgraded. ``backup`` is
+    where an SQLite file is copied before an upgrade. Returns the status
+    found before any change.
     """
     with engine.connect() as connection:
         status = read_status(connection)
     if status.newer:
         raise StateError(newer_message(where, status))
     if status.empty:
-        if blobs_root is not None:
-            refuse_lost_catalog(where, catalog_hint, blobs_root)
-        if not create:
-            raise StateError(
-                f"database {where} has no invoicesync tables yet: run `invoicesync db upgrade` "
-                "or a first sync"
-            )
+        if blobs is not None:
+            refuse_lost_catalog(where, catalog_hint, blobs)
     elif status.behind and not upgrade_behind:
         raise StateError(behind_message(where, status))
-    if not status.up_to_date:
+    if change and not status.up_to_date:
         upgrade(engine, backup=backup if not status.empty else None)
     return status
 
@@ -204,7 +202,7 @@ def upgrade(engine: sa.Engine, *, backup: Path | None = None) -> tuple[SchemaSta
         if connection.dialect.name == "postgresql":
             # Two nodes upgrading at once: the second waits here, then finds
             # the schema current. DDL is transactional on PostgreSQL.
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            connection.execute(sa.text(_MIGRATION_LOCK))
         status = read_status(connection)
         if status.newer:
             raise StateError(newer_message(_where(engine), status))
