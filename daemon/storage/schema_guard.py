@@ -26,12 +26,12 @@ from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
+import structlog
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from invoicesync.daemon import __version__
-from invoicesync.daemon.logging import get_logger
 from invoicesync.plugins.errors import ConfigurationError
 
 from .blobs import Blobs
@@ -216,7 +216,9 @@ def upgrade(engine: sa.Engine, *, backup: Path | None = None) -> tuple[SchemaSta
 
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
-    get_logger().info(
+    # structlog directly: storage sits below daemon.logging, whose
+    # configuration (JSON, redaction) applies to this logger all the same.
+    structlog.get_logger().info(
         "database.migrated",
         database=_where(engine),
         from_revision=status.current,
