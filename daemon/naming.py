@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
 from invoicesync.plugins.models import Document
+from invoicesync.plugins.names import CONTROL_CHARACTERS, MAX_COMPONENT_BYTES
 
 DEFAULT_TEMPLATE = (
     "{company}/{document_date:%Y}/{document_date:%Y-%m-%d}_{type}_{number|filename}.{ext}"
@@ -43,9 +44,8 @@ PLACEHOLDERS = frozenset(
     | DATE_PLACEHOLDERS
 )
 MISSING = "unknown"
-MAX_COMPONENT_BYTES = 255
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
 _STRFTIME_ALLOWED = re.compile(r"^(?:%[aAbBdHjmMpSUwWyYzZGuV%]|[^%/\\\x00-\x1f])*$")
 
 
@@ -176,7 +176,7 @@ def split_filename(name: str) -> tuple[str, str]:
 def sanitize_component(component: str) -> str:
     """Make one path component safe on every common file system and protocol."""
     text = unicodedata.normalize("NFC", component)
-    text = _CONTROL.sub("", text).replace("/", "_").replace("\\", "_")
+    text = CONTROL_CHARACTERS.sub("", text).replace("/", "_").replace("\\", "_")
     text = text.strip()
     if text in ("", ".", ".."):
         text = MISSING if text == "" else "_" * len(text)
