@@ -793,13 +793,10 @@ def db_status(app: AppContext) -> None:
     next start) will upgrade it; 2: it cannot be used (damaged, written by a
     newer invoicesync, unreachable).
     """
-    from invoicesync.daemon.storage.blobs import open_blob_store
     from invoicesync.daemon.storage.database import schema_report
 
     try:
-        config = app.loaded.config
-        blobs = open_blob_store(config.blobs, Path(config.state), write=False)
-        report = schema_report(Path(config.state), config.database, blobs)
+        report = schema_report(*_state_of(app))
     except ConfigurationError as exc:
         fail(str(exc))
     app.out.print(report.text, markup=False)
@@ -815,16 +812,22 @@ def db_upgrade(app: AppContext) -> None:
     two upgrades at once are safe (an advisory lock makes them apply once).
     An SQLite file is copied to catalog.sqlite3.before-REVISION first.
     """
-    from invoicesync.daemon.storage.blobs import open_blob_store
     from invoicesync.daemon.storage.database import upgrade_schema
 
     try:
-        config = app.loaded.config
-        blobs = open_blob_store(config.blobs, Path(config.state), write=False)
-        text = upgrade_schema(Path(config.state), config.database, blobs)
+        text = upgrade_schema(*_state_of(app))
     except ConfigurationError as exc:
         fail(str(exc))
     app.out.print(text, markup=False)
+
+
+def _state_of(app: AppContext) -> tuple[Path, str | None, Any]:
+    """The state folder, the database URL and the blob store (opened read-only)."""
+    from invoicesync.daemon.storage.blobs import open_blob_store
+
+    config = app.loaded.config
+    state = Path(config.state)
+    return state, config.database, open_blob_store(config.blobs, state, write=False)
 
 
 @main.group()

@@ -36,13 +36,13 @@ from invoicesync.daemon.storage.database import (
     migrate,
     open_database,
     sqlite_file,
+    translated_errors,
 )
 from invoicesync.daemon.storage.ledger import Ledger
 from invoicesync.daemon.storage.runs import RunLog
 from invoicesync.daemon.storage.schema_guard import guard
 from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
-from invoicesync.plugins.errors import ConfigurationError
 
 from .clock import Clock
 from .extraction import ExtractionStage
@@ -233,18 +233,8 @@ def _scratch_engine(copy: Path, real: Path, blobs: Blobs) -> sa.Engine:
     """An engine on a scratch copy of the catalog ``real``, checked like the real one."""
     engine = create_engine(f"sqlite:///{copy}")
     try:
-        guard(
-            engine,
-            str(real),
-            blobs=blobs,
-            catalog_hint=str(real),
-            upgrade_behind=True,
-        )
-    except sa.exc.DBAPIError as exc:
-        engine.dispose()
-        if is_damage(exc):
-            raise damaged(str(real), str(exc.orig)) from exc
-        raise
+        with translated_errors(str(real)):
+            guard(engine, str(real), blobs=blobs, catalog_hint=str(real), upgrade_behind=True)
     except BaseException:
         engine.dispose()
         raise
@@ -255,16 +245,15 @@ def _check_only(url: str, blobs: Blobs) -> None:
     """The upgrade policy's refusals for a database a dry run must not change."""
     engine = create_engine(url)
     try:
-        guard(
-            engine,
-            describe(url),
-            blobs=blobs,
-            catalog_hint="the database",
-            upgrade_behind=False,
-            change=False,
-        )
-    except sa.exc.DBAPIError as exc:
-        raise ConfigurationError(f"database: cannot open {describe(url)}: {exc.orig}") from exc
+        with translated_errors(describe(url)):
+            guard(
+                engine,
+                describe(url),
+                blobs=blobs,
+                catalog_hint="the database",
+                upgrade_behind=False,
+                change=False,
+            )
     finally:
         engine.dispose()
 

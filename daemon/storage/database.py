@@ -7,6 +7,8 @@ backends (pragmas, upserts) is confined to this module and ``dialect.py``.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ __all__ = [
     "open_database",
     "schema_report",
     "sqlite_file",
+    "translated_errors",
     "upgrade_schema",
 ]
 
@@ -187,23 +190,42 @@ def open_database(
         check_sqlite_file(path)
     engine = create_engine(url)
     try:
-        guard(
-            engine,
-            describe(url),
-            blobs=blobs or _default_blobs(state_dir),
-            catalog_hint=str(path) if path else "the database",
-            upgrade_behind=path is not None,
-            backup=backup_path(path) if path is not None else None,
-        )
-    except StateError:
+        with translated_errors(describe(url)):
+            guard(
+                engine,
+                describe(url),
+                blobs=blobs or _default_blobs(state_dir),
+                catalog_hint=str(path) if path else "the database",
+                upgrade_behind=path is not None,
+                backup=backup_path(path) if path is not None else None,
+            )
+    except BaseException:
         engine.dispose()
         raise
-    except sa.exc.DBAPIError as exc:
-        engine.dispose()
-        if is_damage(exc):
-            raise damaged(describe(url), str(exc.orig)) from exc
-        raise ConfigurationError(f"database: cannot open {_redact(url)}: {exc.orig}") from exc
     return engine
+
+
+@contextmanager
+def translated_errors(where: str) -> Iterator[None]:
+    """Driver errors while opening or checking a database, as clear StateErrors.
+
+    A corrupt SQLite file is "damaged"; anything else (unreachable server,
+    wrong credentials, a locked file) "cannot open", without SQL or parameters.
+    """
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if is_damage(exc):
+            raise damaged(where, str(exc.orig)) from exc
+        raise ConfigurationError(f"database: cannot open {where}: {exc.orig}") from exc
+
+
+def _checked_status(engine: sa.Engine, where: str, path: Path | None) -> SchemaStatus:
+    with engine.connect() as connection:
+        status = read_status(connection)
+        if path is not None:
+            quick_check(connection, where)
+    return status
 
 
 def _default_blobs(state_dir: Path) -> Blobs:
@@ -245,14 +267,8 @@ def schema_report(
             check_sqlite_file(path)
         engine = create_engine(url)
         try:
-            with engine.connect() as connection:
-                status = read_status(connection)
-                if path is not None:
-                    quick_check(connection, where)
-        except sa.exc.DBAPIError as exc:
-            if is_damage(exc):
-                raise damaged(where, str(exc.orig)) from exc
-            raise ConfigurationError(f"database: cannot open {where}: {exc.orig}") from exc
+            with translated_errors(where):
+                status = _checked_status(engine, where, path)
         finally:
             engine.dispose()
     lines.append(f"schema revision: {status.current or 'none (no invoicesync tables yet)'}")
@@ -287,19 +303,12 @@ def upgrade_schema(state_dir: Path, configured_url: str | None, blobs: Blobs | N
         check_sqlite_file(path)
     engine = create_engine(url)
     try:
-        with engine.connect() as connection:
-            before = read_status(connection)
-            if path is not None:
-                quick_check(connection, where)  # never migrate a damaged file
-        if before.empty:
-            refuse_lost_catalog(
-                where, str(path) if path else "the database", blobs or _default_blobs(state_dir)
-            )
-        status, backup = upgrade(engine, backup=backup_path(path) if path is not None else None)
-    except sa.exc.DBAPIError as exc:
-        if is_damage(exc):
-            raise damaged(where, str(exc.orig)) from exc
-        raise ConfigurationError(f"database: cannot open {where}: {exc.orig}") from exc
+        with translated_errors(where):
+            before = _checked_status(engine, where, path)  # never migrate a damaged file
+            if before.empty:
+                hint = str(path) if path else "the database"
+                refuse_lost_catalog(where, hint, blobs or _default_blobs(state_dir))
+            status, backup = upgrade(engine, backup=backup_path(path) if path else None)
     finally:
         engine.dispose()
     if status.up_to_date:

@@ -17,15 +17,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from fixtures.cli import Result, run_cli, write_config
-from fixtures.restrictions_db import POSTGRES_URL
-from helpers import skip_or_fail
+from fixtures.postgres_schema import fresh_schema, schema_url
 from invoicesync.daemon.storage import schema_guard
 
 CONFIG = """version: 1
@@ -45,7 +42,6 @@ Revision ID: 9001
 Revises: {down}
 """
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "9001"
@@ -278,20 +274,8 @@ def test_sqlite_upgrades_itself_keeping_a_copy_and_older_code_refuses_it(
 @pytest.fixture(name="pg_url")
 def pg_url_fixture() -> Iterator[str]:
     """A database URL whose tables live in a fresh schema of the test PostgreSQL."""
-    admin = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
-    schema = f"stateguard_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        skip_or_fail(f"PostgreSQL at {POSTGRES_URL} unreachable: {exc.orig}")
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema("stateguard") as schema:
+        yield schema_url(schema)
 
 
 def test_postgresql_refuses_a_schema_behind_until_db_upgrade(
