@@ -42,6 +42,7 @@ Revision ID: 9001
 Revises: {down}
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "9001"
