@@ -300,6 +300,13 @@ class ExportConfig(Model):
         description="Documents marked duplicate_of another (the same invoice from another "
         "source) are skipped, or exported too.",
     )
+    portable_names: bool = Field(
+        False,
+        description="Names valid on every common file system: names differing only in case "
+        "are one name (Café, café, CAFÉ get distinct names), no Windows-reserved names "
+        "(CON, con.txt, COM1), no trailing dots or spaces, none of <>:\"|?*. For targets "
+        "that are case-insensitive (Windows shares, macOS, many Nextcloud back-ends).",
+    )
 
 
 class DaemonConfig(Model):
@@ -356,11 +363,14 @@ class Config(Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     exports: list[ExportConfig] = Field(default_factory=list)
 
-    @field_validator("database")
+    @field_validator("database", "blobs")
     @classmethod
-    def _database_no_nul(cls, value: str | None) -> str | None:
+    def _no_nul(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A path or URL the operating system cannot open: say so here, with
+        # file:line, rather than crash in the first command that opens it.
         if value is not None and "\0" in value:
-            raise ValueError("a database URL cannot contain a NUL character")
+            what = "a database URL" if info.field_name == "database" else "a path or URL"
+            raise ValueError(f"{what} cannot contain a NUL character")
         return value
 
     @field_validator("state")

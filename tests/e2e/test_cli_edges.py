@@ -72,11 +72,20 @@ def test_a_nul_in_a_path_is_a_configuration_error(
     assert not (tmp_path / "state").exists()
 
 
-def test_a_nul_in_the_database_url_is_a_configuration_error(tmp_path: Path) -> None:
-    cfg = setup(tmp_path, database='database: "sqlite:////tmp/cat\\0alog.sqlite3"')
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('database: "sqlite:////tmp/cat\\0alog.sqlite3"', "database: a database URL"),
+        ('blobs: "./bl\\0obs"', "blobs: a path or URL"),
+    ],
+)
+def test_a_nul_in_the_database_url_or_blobs_is_a_configuration_error(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    cfg = setup(tmp_path, database=line)
     result = run_cli("check-config", config=cfg)
     assert_usage_error(
-        result, r"invoicesync\.yaml:4: database: a database URL cannot contain a NUL character"
+        result, r"invoicesync\.yaml:4: " + message + " cannot contain a NUL character"
     )
 
 
