@@ -11,6 +11,9 @@ import sqlalchemy as sa
 
 from .schema import runs
 
+#: Run statuses that count as a success: the run did not break off.
+SUCCESSFUL = ("ok", "partial")
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -70,13 +73,51 @@ class RunLog:
         return None if row is None else RunRecord(**row._mapping)
 
     def last_success(self, kind: str, subject: str) -> RunRecord | None:
-        """The newest run of ``subject`` that finished without a failure."""
+        """The newest run of ``subject`` that did not break off (``ok`` or ``partial``).
+
+        A ``partial`` run reached its source or target and only some documents
+        failed (those have their own events): the connection itself works,
+        which is what staleness asks about.
+        """
         query = (
             sa.select(runs)
-            .where(runs.c.kind == kind, runs.c.subject == subject, runs.c.status == "ok")
+            .where(
+                runs.c.kind == kind,
+                runs.c.subject == subject,
+                runs.c.status.in_(SUCCESSFUL),
+            )
             .order_by(runs.c.started_at.desc())
             .limit(1)
         )
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
+        return None if row is None else RunRecord(**row._mapping)
+
+    def first(self, kind: str, subject: str) -> RunRecord | None:
+        """The oldest run of ``subject``."""
+        query = (
+            sa.select(runs)
+            .where(runs.c.kind == kind, runs.c.subject == subject)
+            .order_by(runs.c.started_at.asc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else RunRecord(**row._mapping)
+
+    def recent(self, limit: int, kind: str | None = None, subject: str | None = None) -> list[
+        RunRecord
+    ]:
+        """The newest ``limit`` runs, newest first (optionally of one kind or subject)."""
+        query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id).limit(limit)
+        if kind is not None:
+            query = query.where(runs.c.kind == kind)
+        if subject is not None:
+            query = query.where(runs.c.subject == subject)
+        with self.engine.connect() as conn:
+            return [RunRecord(**row._mapping) for row in conn.execute(query)]
+
+    def get(self, run_id: str) -> RunRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
         return None if row is None else RunRecord(**row._mapping)
