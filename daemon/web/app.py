@@ -28,7 +28,7 @@ import jinja2
 from invoicesync.daemon import __version__
 from invoicesync.daemon.status import explain
 from invoicesync.daemon.storage.schema import document_revisions
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,6 +54,9 @@ _SECURITY_HEADERS = {
     "cache-control": "no-store",
     "x-frame-options": "DENY",
 }
+#: The classic text format every Prometheus (2.x and 3.x) reads; the newer
+#: 1.0.0 label only matters for non-ASCII metric names, which we have none of.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -321,7 +324,7 @@ class _Pages:
         self._params(request, set())
         return Response(
             generate_latest(self.metrics.registry),
-            media_type=CONTENT_TYPE_LATEST,
+            media_type=METRICS_CONTENT_TYPE,
             headers={"cache-control": "no-store"},
         )
 

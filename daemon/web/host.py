@@ -11,8 +11,10 @@ days pass.
 
 from __future__ import annotations
 
+import html
 import threading
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,7 +110,12 @@ class WebHost:
     def runtime(self) -> Runtime:
         rt = self._runtime()
         if rt.loaded.secrets != self._redacting:
-            self.redactor.update(rt.loaded.secrets)
+            # Pages hold text HTML-escaped and URL-quoted: mask those forms too.
+            forms = set(rt.loaded.secrets)
+            forms |= {html.escape(s) for s in rt.loaded.secrets}
+            forms |= {html.escape(s, quote=False) for s in rt.loaded.secrets}
+            forms |= {urllib.parse.quote(s) for s in rt.loaded.secrets}
+            self.redactor.update(forms)
             self._redacting = rt.loaded.secrets
         return rt
 
