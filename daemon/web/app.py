@@ -274,9 +274,7 @@ class _Pages:
         dumped = doc.model_dump(mode="json")
         # Identity first, then what the document says, then its content facts.
         order = ["id", "source", "external_id", "import_date"]
-        fields = {k: dumped[k] for k in order} | {
-            k: v for k, v in dumped.items() if k not in order
-        }
+        fields = {k: dumped[k] for k in order} | {k: v for k, v in dumped.items() if k not in order}
         provenance = _provenance(doc)
         return self.render(
             "document.html",

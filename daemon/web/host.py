@@ -3,10 +3,7 @@
 A :class:`WebHost` wraps the current :class:`Runtime` (the daemon swaps it on
 reload), says whether a scheduler runs, keeps the last runs' log events in
 memory and caches the counts that are expensive on a large catalog (pending
-and excluded need the restriction evaluator). Every run that finishes
-clears the cache; otherwise an entry lives :data:`CACHE_SECONDS`, because
-time-based restrictions move documents between pending and excluded as the
-days pass.
+and excluded need the restriction evaluator; see :meth:`WebHost.account_counts`).
 """
 
 from __future__ import annotations
@@ -29,11 +26,15 @@ from invoicesync.daemon.engine.runtime import Runtime
 from invoicesync.daemon.scheduler.nextruns import read_schedule
 from invoicesync.daemon.scheduler.stale import StaleLimits, Staleness
 from invoicesync.daemon.storage.ledger import LedgerState
-from invoicesync.daemon.storage.schema import documents, ledger
+from invoicesync.daemon.storage.schema import documents
 
 __all__ = ["CACHE_SECONDS", "AccountCounts", "RunEvents", "WebHost"]
 
-CACHE_SECONDS = 60.0
+#: Counts are recomputed after this long even when no run finished (time-based
+#: restrictions move documents between pending and excluded as days pass).
+CACHE_SECONDS = 600.0
+#: ... and after a run finished, once they are at least this old.
+MIN_RECOMPUTE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class WebHost:
         self.events = events
         self._next_runs = next_runs
         self._lock = threading.Lock()
-        self._counts: dict[str, tuple[float, int, AccountCounts]] = {}
+        self._counts: dict[str, tuple[float, int, tuple[int, int]]] = {}
+        self._computing: dict[str, threading.Lock] = {}
         self._generation = 0
         self.limits = StaleLimits()
         self.redactor = SecretRedactor()
@@ -123,9 +125,13 @@ class WebHost:
         return self.runtime.clock.now()
 
     def invalidate(self) -> None:
-        """A run finished: counts may have changed."""
+        """A run finished: the counts are outdated (see :meth:`account_counts`)."""
         with self._lock:
             self._generation += 1
+
+    def forget_counts(self) -> None:
+        """Drop the cached counts (``serve`` and tests: recompute at the next request)."""
+        with self._lock:
             self._counts.clear()
 
     # -- schedule ----------------------------------------------------------------------
@@ -159,43 +165,31 @@ class WebHost:
         with self.runtime.engine.connect() as conn:
             return {str(s): int(n) for s, n in conn.execute(query)}
 
-    def account_counts(self, account: ExportConfig) -> AccountCounts:
-        with self._lock:
-            cached = self._counts.get(account.id)
-            generation = self._generation
-        fresh = cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS
-        if cached is not None and fresh and cached[1] == generation:
-            return cached[2]
-        counts = self._compute_counts(account)
-        with self._lock:
-            if self._generation == generation:
-                self._counts[account.id] = (time.monotonic(), generation, counts)
-        return counts
+    def companies(self) -> set[str]:
+        """Company ids documents carry (an index-only scan), for the filter's choices."""
+        query = sa.select(documents.c.company).where(documents.c.company.is_not(None)).distinct()
+        with self.runtime.engine.connect() as conn:
+            return {str(c) for c in conn.execute(query).scalars()}
 
-    def _compute_counts(self, account: ExportConfig) -> AccountCounts:
+    def account_counts(self, account: ExportConfig) -> AccountCounts:
+        """The account's counts: ledger states as they are now, pending and excluded cached.
+
+        Ledger states are one grouped, indexed query. Pending and excluded
+        evaluate every document without a ledger row -- as much work as an
+        export run's candidate scan -- so a finished run only marks them
+        outdated; they are recomputed when asked and at least
+        :data:`MIN_RECOMPUTE_SECONDS` old (or older than :data:`CACHE_SECONDS`
+        in any case), by one thread at a time, while other requests get the
+        previous figures.
+        """
         rt = self.runtime
-        now = rt.clock.now()
         states = rt.ledger.counts(account.id)
-        evaluator = rt.evaluators[account.id]
-        pending = pending_new = 0
-        for candidate in iter_candidates(rt, account, now):
-            if candidate.state not in (None, LedgerState.EXPORTING, LedgerState.EXPORTED):
-                continue
-            if evaluator.evaluate(candidate.document, now).export:
-                pending += 1
-                if candidate.state is None:
-                    pending_new += 1
+        pending, pending_new = self._evaluated(account)
         with rt.engine.connect() as conn:
             total = int(
                 conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one()
             )
-            with_row = int(
-                conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(ledger)
-                    .where(ledger.c.account == account.id)
-                ).scalar_one()
-            )
+        with_row = sum(states.values())
         return AccountCounts(
             exported=states[LedgerState.EXPORTED],
             pending=pending,
@@ -204,3 +198,44 @@ class WebHost:
             excluded=max(0, total - with_row - pending_new),
             exporting=states[LedgerState.EXPORTING],
         )
+
+    def _evaluated(self, account: ExportConfig) -> tuple[int, int]:
+        """(pending, pending without a ledger row), cached as described above."""
+        with self._lock:
+            cached = self._counts.get(account.id)
+            generation = self._generation
+            lock = self._computing.setdefault(account.id, threading.Lock())
+        if cached is not None:
+            age = time.monotonic() - cached[0]
+            outdated = cached[1] != generation and age >= MIN_RECOMPUTE_SECONDS
+            if not outdated and age < CACHE_SECONDS:
+                return cached[2]
+            if not lock.acquire(blocking=False):
+                return cached[2]  # another request is computing them right now
+        else:
+            lock.acquire()
+        try:
+            with self._lock:
+                again = self._counts.get(account.id)
+            if again is not None and again is not cached:
+                return again[2]  # computed while this request waited
+            counts = self._compute_counts(account)
+            with self._lock:
+                self._counts[account.id] = (time.monotonic(), generation, counts)
+            return counts
+        finally:
+            lock.release()
+
+    def _compute_counts(self, account: ExportConfig) -> tuple[int, int]:
+        rt = self.runtime
+        now = rt.clock.now()
+        evaluator = rt.evaluators[account.id]
+        pending = pending_new = 0
+        for candidate in iter_candidates(rt, account, now):
+            if candidate.state not in (None, LedgerState.EXPORTING, LedgerState.EXPORTED):
+                continue
+            if evaluator.accepts(candidate.document, now):
+                pending += 1
+                if candidate.state is None:
+                    pending_new += 1
+        return pending, pending_new

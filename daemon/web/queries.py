@@ -30,7 +30,7 @@ __all__ = ["STATES", "DocumentFilter", "DocumentPage", "DocumentRow", "account_d
 
 STATES = ("exported", "pending", "failed", "rejected", "excluded", "exporting")
 #: Rows at most examined per request when the filter needs the evaluator.
-SCAN_LIMIT = 5000
+SCAN_LIMIT = 1000
 
 
 @dataclass(frozen=True)

@@ -70,15 +70,18 @@ def test_metrics_counters_follow_the_exports_and_healthz_the_scheduler(
     ) == len(runs)
     assert sample(parsed, "invoicesync_scheduler_running") == 1
     assert sample(parsed, "invoicesync_info", version="0.1.0", mode="daemon") == 1
-    pending = sample(
-        parsed, "invoicesync_account_documents", account="everything", state="pending"
+    exported_now = sample(
+        parsed, "invoicesync_account_documents", account="everything", state="exported"
     )
-    assert pending == 0
+    assert exported_now == 25
     imported = sum(e["new"] + e["new_revision"] for e in d.named("import.finished"))
-    assert sum(
-        sample(parsed, "invoicesync_documents_imported_total", source=s) or 0
-        for s in ("demo", "inbox")
-    ) == imported
+    assert (
+        sum(
+            sample(parsed, "invoicesync_documents_imported_total", source=s) or 0
+            for s in ("demo", "inbox")
+        )
+        == imported
+    )
     # the runs page shows the run's events, kept in memory by the daemon
     last = runs[-1]
     page = get(base + "/runs")[2]
@@ -213,9 +216,7 @@ def test_stale_and_recovered_with_the_clock_under_control(
     d.check_logs()
 
 
-def test_a_port_in_use_is_a_clear_start_error(
-    tmp_path: Path, start_daemon: Start
-) -> None:
+def test_a_port_in_use_is_a_clear_start_error(tmp_path: Path, start_daemon: Start) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
