@@ -26,11 +26,11 @@ from typing import Any
 from invoicesync.daemon.config.loader import load_config
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import open_runtime
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.daemon.storage.schema import document_revisions, documents, ledger, runs
 from invoicesync.daemon.web.app import build_app
 from invoicesync.daemon.web.host import WebHost
 from invoicesync.daemon.web.metrics import Metrics
-from invoicesync.plugins.manager import load_plugins
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -1,7 +1,8 @@
 """The ``invoicesync`` command line (SPEC section 5).
 
 Human output goes to stdout, logs to stderr. Exit codes: 0 all done; 1 some
-documents or connectors failed; 2 usage or configuration error.
+documents or connectors failed; 2 usage or configuration error; 75 some work
+was skipped because another invoicesync process was doing it (``--wait``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -24,12 +25,15 @@ from invoicesync.daemon.config.loader import (
     load_config,
 )
 from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.locks import EXIT_BUSY, LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
 from invoicesync.plugins.errors import ConfigurationError, PluginError
-from invoicesync.plugins.manager import PluginRegistry, load_plugins
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -51,8 +55,12 @@ class AppContext:
         self.log_level = log_level
         # Piped output (less, grep, a file) gets wide tables rather than the
         # 80 columns rich assumes without a terminal.
+        # emoji=False: data such as a company named ":warning:" is printed as is.
         self.out = Console(
-            highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
+            highlight=False,
+            emoji=False,
+            soft_wrap=True,
+            width=None if sys.stdout.isatty() else 200,
         )
         self._registry: PluginRegistry | None = None
         self._loaded: LoadedConfig | None = None
@@ -95,13 +103,24 @@ class AppContext:
         return self._loaded
 
     @contextmanager
-    def runtime(self, *, dry_run: bool = False, read_only: bool = False) -> Iterator[Runtime]:
+    def runtime(
+        self,
+        *,
+        dry_run: bool = False,
+        read_only: bool = False,
+        command: str | None = None,
+        lock_wait: LockWait | None = None,
+    ) -> Iterator[Runtime]:
         try:
             rt = open_runtime(
                 self.loaded, self.registry, self.clock, dry_run=dry_run, read_only=read_only
             )
         except ConfigurationError as exc:
             fail(str(exc))
+        if command is not None:
+            rt.command = command
+        if lock_wait is not None:
+            rt.lock_wait = lock_wait
         try:
             yield rt
         finally:
@@ -125,7 +144,8 @@ class AppContext:
         self._progress = progress
 
         def factory(description: str, total: int | None) -> Callable[[int], None]:
-            task = progress.add_task(description, total=total)
+            # The description is rendered as markup by the column: escape the data.
+            task = progress.add_task(escape(description), total=total)
             return lambda n: progress.advance(task, n)
 
         return factory
@@ -134,6 +154,61 @@ class AppContext:
         progress = getattr(self, "_progress", None)
         if progress is not None:
             progress.stop()
+
+
+def exit_code(summaries: Iterable[Any]) -> int:
+    """0 all done; 1 something failed; :data:`EXIT_BUSY` (75) something was
+    left undone because another process was running it (and nothing failed)."""
+    summaries = list(summaries)
+    if any(not s.ok and s.busy is None for s in summaries):
+        return EXIT_FAILED
+    if any(s.busy is not None for s in summaries):
+        return EXIT_BUSY
+    return EXIT_OK
+
+
+def _parse_wait_timeout(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> float | None:
+    if value is None:
+        return None
+    from invoicesync.daemon.config.durations import parse_duration
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def wait_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--wait`` and ``--wait-timeout`` of the commands that take run locks."""
+    func = click.option(
+        "--wait-timeout",
+        callback=_parse_wait_timeout,
+        metavar="DURATION",
+        help="With --wait: give up after this long (30s, 10m, 1h); implies --wait.",
+    )(func)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="When another invoicesync process is running a source or account "
+        "(the daemon, another sync), wait for it to finish instead of skipping it "
+        f"(skipped work makes the exit code {EXIT_BUSY}).",
+    )(func)
+
+
+def _lock_wait(wait: bool, timeout: float | None) -> LockWait:
+    return LockWait(wait=wait or timeout is not None, timeout=timeout)
+
+
+def _busy_hint(wait: LockWait) -> str:
+    return "" if wait.wait else "; --wait waits for it"
+
+
+def _cells(*values: object) -> list[Text]:
+    """Table cells that show data verbatim: a str cell would be parsed as rich markup,
+    and a company named ``[/bold]`` or a file ``a[/]b.pdf`` would end the command."""
+    return [Text(str(v)) for v in values]
 
 
 def fail(message: str, code: int = EXIT_USAGE, prefix: str = "error: ") -> NoReturn:
@@ -215,11 +290,18 @@ def run(app: AppContext) -> None:
     """
     from invoicesync.daemon.scheduler.service import Daemon, LogOverrides
 
+    endpoint_factory: Callable[[Any], Any] | None = None
+    if app.loaded.config.daemon.http is not None:
+        # Only then: the web stack is an extra, and --version must not pay for it.
+        from invoicesync.daemon.web.endpoint import daemon_endpoint
+
+        endpoint_factory = daemon_endpoint
     daemon = Daemon(
         app.loaded,
         app.registry,
         app.clock,
         log_overrides=LogOverrides(app.log_format, app.log_level),
+        endpoint_factory=endpoint_factory,
     )
     sys.exit(daemon.run())
 
@@ -297,25 +379,37 @@ def serve(app: AppContext, listen: str | None) -> None:
 
 @main.command()
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@wait_options
 @click.pass_obj
-def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
-    """Import from the sources now (all of them, or those named), then exit."""
+def fetch(
+    app: AppContext, sources: tuple[str, ...], wait: bool, wait_timeout: float | None
+) -> None:
+    """Import from the sources now (all of them, or those named), then exit.
+
+    A source that another invoicesync process is importing right now is
+    skipped (exit code 75) unless --wait is given.
+    """
     from invoicesync.daemon.engine.sync import fetch as do_fetch
 
     _known(sources, [s.id for s in app.loaded.config.sources], "source")
-    with app.runtime() as rt:
+    lock_wait = _lock_wait(wait, wait_timeout)
+    with app.runtime(command="fetch", lock_wait=lock_wait) as rt:
         try:
             results = do_fetch(rt, sources, progress=app.progress())
         finally:
             app.stop_progress()
     for r in results:
+        if r.busy:
+            app.out.print(f"{r.source}: skipped — {r.busy}{_busy_hint(lock_wait)}", markup=False)
+            continue
         c = r.counts
         app.out.print(
             f"{r.source}: {c['new']} new, {c['new_revision']} changed, {c['metadata']} "
             f"metadata updates, {c['unchanged']} unchanged, {c['failed']} failed"
-            + (f" — error: {r.error}" if r.error else "")
+            + (f" — error: {r.error}" if r.error else ""),
+            markup=False,
         )
-    sys.exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+    sys.exit(exit_code(results))
 
 
 @main.command()
@@ -324,18 +418,31 @@ def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
     "--dry-run", is_flag=True, help="Print what would go where, and why; change nothing anywhere."
 )
 @click.option("--no-fetch", is_flag=True, help="Do not import first; export what the catalog has.")
+@wait_options
 @click.pass_obj
-def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bool) -> None:
+def sync(
+    app: AppContext,
+    accounts: tuple[str, ...],
+    dry_run: bool,
+    no_fetch: bool,
+    wait: bool,
+    wait_timeout: float | None,
+) -> None:
     """Import from every source, then export to the accounts (all, or those named).
 
     With --dry-run nothing is written (catalog, ledger, targets): each planned
     export is printed as ACCOUNT DOCUMENT -> REMOTE-NAME (reason), followed by
     how many documents each restriction check excluded.
+
+    A source or account that another invoicesync process (the daemon, another
+    sync) is running right now is skipped, with a line naming that process,
+    and the exit code is 75; --wait waits for it instead.
     """
     from invoicesync.daemon.engine.sync import sync as do_sync
 
     _known(accounts, [a.id for a in app.loaded.config.exports], "export account")
-    with app.runtime(dry_run=dry_run) as rt:
+    lock_wait = _lock_wait(wait, wait_timeout)
+    with app.runtime(dry_run=dry_run, command="sync", lock_wait=lock_wait) as rt:
         fetch_first = not no_fetch
         if dry_run and fetch_first and not rt.engine.url.drivername.startswith("sqlite"):
             click.echo(
@@ -359,6 +466,11 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
         finally:
             app.stop_progress()
     for imp in result.imports:
+        if imp.busy:
+            app.out.print(
+                f"import {imp.source}: skipped — {imp.busy}{_busy_hint(lock_wait)}", markup=False
+            )
+            continue
         c = imp.counts
         app.out.print(
             f"import {imp.source}: {c['new']} new, {c['new_revision']} changed, "
@@ -366,6 +478,11 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
             markup=False,
         )
     for exp in result.exports:
+        if exp.busy:
+            app.out.print(
+                f"export {exp.account}: skipped — {exp.busy}{_busy_hint(lock_wait)}", markup=False
+            )
+            continue
         c = exp.counts
         done = f"{c['planned']} would be exported" if dry_run else f"{c['exported']} exported"
         line = (
@@ -377,31 +494,45 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
         if exp.error:
             line += f" — error: {exp.error}"
         app.out.print(line, markup=False)
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    sys.exit(exit_code([*result.imports, *result.exports]))
 
 
 @main.command()
 @click.argument("account")
+@wait_options
 @click.pass_obj
-def retry(app: AppContext, account: str) -> None:
-    """Put an account's failed and rejected documents back in line, then export them."""
+def retry(app: AppContext, account: str, wait: bool, wait_timeout: float | None) -> None:
+    """Put an account's failed and rejected documents back in line, then export them.
+
+    While another invoicesync process (the daemon, a sync) exports to the
+    account, nothing is changed and the exit code is 75, unless --wait is
+    given: then it waits for that run to end.
+    """
     from invoicesync.daemon.engine.exporter import run_export
 
     _known((account,), [a.id for a in app.loaded.config.exports], "export account")
-    with app.runtime() as rt:
-        n = rt.ledger.reset_for_retry(account, rt.clock.now())
-        app.out.print(f"{account}: {n} document(s) queued again")
+    lock_wait = _lock_wait(wait, wait_timeout)
+    with app.runtime(command="retry", lock_wait=lock_wait) as rt:
         factory = app.progress()
-        summary = run_export(
-            rt, rt.config.export(account), progress=factory(account, None) if factory else None
-        )
-        app.stop_progress()
+        try:
+            summary = run_export(
+                rt,
+                rt.config.export(account),
+                progress=factory(account, None) if factory else None,
+                requeue=True,
+            )
+        finally:
+            app.stop_progress()
+    if summary.busy:
+        app.out.print(f"{account}: skipped — {summary.busy}{_busy_hint(lock_wait)}", markup=False)
+        sys.exit(exit_code([summary]))
     c = summary.counts
+    app.out.print(f"{account}: {summary.requeued} document(s) queued again", markup=False)
     app.out.print(
         f"{account}: {c['exported']} exported, {c['failed']} failed, {c['rejected']} rejected",
         markup=False,
     )
-    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+    sys.exit(exit_code([summary]))
 
 
 # -- looking at the state -------------------------------------------------------------
@@ -424,10 +555,10 @@ def explain(app: AppContext, account: str, document: str) -> None:
         if doc is None:
             fail(f"no document {document!r} in the catalog; `invoicesync documents` lists them")
         result = do_explain(rt, account, doc)
-    app.out.print(f"[bold]{document}[/] on account [bold]{account}[/]")
+    app.out.print(f"[bold]{escape(document)}[/] on account [bold]{escape(account)}[/]")
     for check in result.checks:
         mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
-        app.out.print(f"  {mark} {check.name}: ", end="")
+        app.out.print(f"  {mark} {escape(check.name)}: ", end="")
         app.out.print(check.reason, markup=False)
     colour = "green" if result.export else "red"
     app.out.print(f"verdict: [{colour}]{result.verdict}[/]")
@@ -487,29 +618,33 @@ def status(app: AppContext, account: str | None, as_json: bool, show_sources: bo
         )
         for r in rows:
             table.add_row(
-                r.account,
-                r.type,
-                str(r.exported),
-                str(r.pending),
-                str(r.failed),
-                str(r.rejected),
-                r.last_run_text(tz),
-                r.last_result or "-",
-                r.next_run_text(tz),
-                _stale_text(r.stale, r.last_success, tz),
+                *_cells(
+                    r.account,
+                    r.type,
+                    r.exported,
+                    r.pending,
+                    r.failed,
+                    r.rejected,
+                    r.last_run_text(tz),
+                    r.last_result or "-",
+                    r.next_run_text(tz),
+                    _stale_text(r.stale, r.last_success, tz),
+                )
             )
         app.out.print(table)
     if sources:
         table = Table("source", "type", "documents", "last run", "result", "next run", "stale")
         for s in sources:
             table.add_row(
-                s.source,
-                s.type,
-                str(s.documents),
-                f"{s.last_run.astimezone(tz):%Y-%m-%d %H:%M}" if s.last_run else "never",
-                s.last_result or "-",
-                f"{s.next_run.astimezone(tz):%Y-%m-%d %H:%M:%S}" if s.next_run else "-",
-                _stale_text(s.stale, s.last_success, tz),
+                *_cells(
+                    s.source,
+                    s.type,
+                    s.documents,
+                    f"{s.last_run.astimezone(tz):%Y-%m-%d %H:%M}" if s.last_run else "never",
+                    s.last_result or "-",
+                    f"{s.next_run.astimezone(tz):%Y-%m-%d %H:%M:%S}" if s.next_run else "-",
+                    _stale_text(s.stale, s.last_success, tz),
+                )
             )
         app.out.print(table)
 
@@ -552,12 +687,14 @@ def documents(
         table = Table("document", "type", "company", "date", "gross", *(a.id for a in accounts))
         for row in rows:
             table.add_row(
-                row["id"],
-                row["type"],
-                row["company"] or "-",
-                str(row["document_date"] or "-"),
-                f"{row['gross_amount'] or '-'} {row['currency'] or ''}".strip(),
-                *(row["accounts"][a.id] for a in accounts),
+                *_cells(
+                    row["id"],
+                    row["type"],
+                    row["company"] or "-",
+                    row["document_date"] or "-",
+                    f"{row['gross_amount'] or '-'} {row['currency'] or ''}".strip(),
+                    *(row["accounts"][a.id] for a in accounts),
+                )
             )
         app.out.print(table)
 
@@ -593,10 +730,10 @@ def check_config(app: AppContext, connect: bool) -> None:
                     connector.check()
                 finally:
                     connector.close()
-                app.out.print(f"  [green]✓[/] {label}")
+                app.out.print(f"  [green]✓[/] {escape(label)}")
             except (ConnectorError, ConfigurationError, OSError) as exc:
                 failed = True
-                app.out.print(f"  [red]✗[/] {label}: ", end="")
+                app.out.print(f"  [red]✗[/] {escape(label)}: ", end="")
                 app.out.print(str(exc), markup=False)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -613,11 +750,13 @@ def plugins(app: AppContext, as_json: bool) -> None:
     table = Table("plugin", "version", "sources", "targets", "checks")
     for info in infos:
         table.add_row(
-            info.name + (" (built-in)" if info.builtin else ""),
-            info.version or __version__,
-            ", ".join(info.sources) or "-",
-            ", ".join(info.targets) or "-",
-            ", ".join(info.checks) or "-",
+            *_cells(
+                info.name + (" (built-in)" if info.builtin else ""),
+                info.version or __version__,
+                ", ".join(info.sources) or "-",
+                ", ".join(info.targets) or "-",
+                ", ".join(info.checks) or "-",
+            )
         )
     app.out.print(table)
 
@@ -656,14 +795,42 @@ def secret() -> None:
 
 
 @secret.command("set")
+@click.option(
+    "--allow-insecure-keyring",
+    is_flag=True,
+    help="Store the secret even if the keyring backend keeps it in plain text "
+    "(keyrings.alt's PlaintextKeyring); refused otherwise.",
+)
 @click.argument("name")
-def secret_set(name: str) -> None:
-    """Prompt for a secret (not echoed) and store it in the keyring as NAME."""
-    from invoicesync.daemon.config.secrets import SecretError, set_secret
+def secret_set(name: str, allow_insecure_keyring: bool) -> None:
+    """Prompt for a secret (not echoed) and store it in the keyring as NAME.
 
+    A keyring backend that keeps secrets in a plain-text file is refused unless
+    --allow-insecure-keyring is given.
+    """
+    from invoicesync.daemon.config.secrets import (
+        SecretError,
+        insecure_keyring_backend,
+        refuse_insecure_keyring,
+        set_secret,
+    )
+
+    insecure = insecure_keyring_backend()
+    if not allow_insecure_keyring:
+        # Refuse before prompting: nobody should type a secret for nothing.
+        try:
+            refuse_insecure_keyring(name)
+        except SecretError as exc:
+            fail(str(exc))
     value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    if insecure:
+        click.echo(
+            f"warning: the keyring backend {insecure} stores {name!r} in PLAIN TEXT "
+            "(base64) in a file; anyone who can read that file can read the secret",
+            err=True,
+        )
     try:
-        set_secret(name, value)
+        set_secret(name, value, allow_insecure=allow_insecure_keyring)
     except SecretError as exc:
         fail(str(exc))
     click.echo(f"stored; refer to it as keyring:{name}")

@@ -49,17 +49,12 @@ from invoicesync.daemon import __version__
 from invoicesync.daemon.config.loader import ConfigError, LoadedConfig, load_config
 from invoicesync.daemon.config.models import ScheduleConfig
 from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.locks import LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
-from invoicesync.daemon.logging import (
-    add_log_tap,
-    configure_logging,
-    get_logger,
-    register_secrets,
-    remove_log_tap,
-)
+from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.plugins.connectors import Source, WatchSpec
 from invoicesync.plugins.errors import ConfigurationError
-from invoicesync.plugins.manager import PluginRegistry
 
 from .jobs import Jobs, export_job_id, import_job_id
 from .nextruns import remove_schedule, write_schedule
@@ -114,6 +109,7 @@ class Daemon:
         notifier: Notifier | None = None,
         inbox: SignalInbox | None = None,
         log_overrides: LogOverrides | None = None,
+        endpoint_factory: Callable[[Daemon], Any] | None = None,
     ) -> None:
         self.loaded = loaded
         self.registry = registry
@@ -135,8 +131,11 @@ class Daemon:
         self.started_at = clock.now()
         self.stale = StaleMonitor()
         self.stale_limits = StaleLimits()
-        self.endpoint: Any = None  # the HTTP endpoint (daemon.http), when configured
-        self._log_tap: Any = None
+        #: Builds the HTTP endpoint (``daemon.http``) for this daemon: an
+        #: object with start(), stop(timeout), run_finished(kind, subject,
+        #: summary), reconfigured() and ``listen``.
+        self.endpoint_factory = endpoint_factory
+        self.endpoint: Any = None
 
     # -- JobHost -------------------------------------------------------------------------
 
@@ -260,32 +259,23 @@ class Daemon:
     # -- the HTTP endpoint and stale detection ------------------------------------------
 
     def _make_endpoint(self) -> bool:
-        """Bind the HTTP endpoint (served once the scheduler runs); False if it cannot."""
-        from invoicesync.daemon.web.endpoint import Endpoint, ListenError
-        from invoicesync.daemon.web.host import RunEvents, WebHost
+        """Bind the HTTP endpoint (served once the scheduler runs); False if it cannot.
 
-        http = self.runtime.config.daemon.http
-        events = RunEvents()
-        host = WebHost(
-            lambda: self.runtime,
-            scheduler_running=self.scheduler_running,
-            started_at=self.started_at,
-            mode="daemon",
-            events=events,
-            next_runs=self.next_runs,
-        )
-        host.limits = self.stale_limits
+        The endpoint comes from the factory the command line passes in: the
+        web package sits above the scheduler (its pages use ``status``), so
+        the scheduler never imports it.
+        """
+        if self.endpoint_factory is None:  # pragma: no cover - the CLI always passes one
+            return True
         try:
-            self.endpoint = Endpoint(host, http, self.loaded.http_auth)
-        except ListenError as exc:
+            self.endpoint = self.endpoint_factory(self)
+        except OSError as exc:  # the address is in use, or not this machine's
             self.log.error(
                 "config.invalid",
                 file=str(self.loaded.path),
-                problems=[f"{self.loaded.path}: daemon.http.listen: {exc.strerror}"],
+                problems=[f"{self.loaded.path}: daemon.http.listen: {exc.strerror or exc}"],
             )
             return False
-        self._log_tap = events
-        add_log_tap(events)
         return True
 
     def scheduler_running(self) -> bool:
@@ -590,6 +580,11 @@ class Daemon:
         # One stop flag for every runtime, so SIGTERM reaches runs that
         # started under an older configuration too.
         rt.stop = self.stop
+        # A job whose source or account another process (a `sync` by hand)
+        # is running waits for it rather than being dropped: a slow run
+        # delays the next one, it never loses it (SPEC section 7).
+        rt.command = "run"
+        rt.lock_wait = LockWait(wait=True)
         return rt
 
     # -- shutdown --------------------------------------------------------------------------
@@ -611,8 +606,6 @@ class Daemon:
         if self.endpoint is not None:
             # After the runs: /healthz answered 503 while they finished.
             self.endpoint.stop(max(0.5, min(5.0, deadline - time.monotonic())))
-            if self._log_tap is not None:
-                remove_log_tap(self._log_tap)
         if clean:
             for rt in [self.runtime, *self._retired]:
                 rt.close()

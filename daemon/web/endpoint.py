@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from invoicesync.daemon.config.models import HttpConfig
+from invoicesync.daemon.logging import add_log_tap, remove_log_tap
 
 from .app import build_app
-from .host import WebHost
+from .host import RunEvents, WebHost
 from .metrics import Metrics
 from .server import HttpServer, ListenError
 
-__all__ = ["Endpoint", "ListenError"]
+__all__ = ["Endpoint", "ListenError", "daemon_endpoint"]
 
 
 class Endpoint:
@@ -41,6 +42,8 @@ class Endpoint:
         return f"{host}:{self.server.port}"
 
     def start(self) -> None:
+        if self.host.events is not None:
+            add_log_tap(self.host.events)
         self.server.start()
 
     def run_finished(self, kind: str, subject: str, summary: Any) -> None:
@@ -53,4 +56,25 @@ class Endpoint:
         self.host.invalidate()
 
     def stop(self, timeout: float = 5.0) -> bool:
+        if self.host.events is not None:
+            remove_log_tap(self.host.events)
         return self.server.stop(timeout)
+
+
+def daemon_endpoint(daemon: Any) -> Endpoint:
+    """The endpoint of ``invoicesync run`` (``daemon``: the scheduler's ``Daemon``).
+
+    Binds the socket now (:class:`ListenError` if it cannot); serves once
+    :meth:`Endpoint.start` is called. Keeps the runs' log events for /runs.
+    """
+    host = WebHost(
+        lambda: daemon.runtime,
+        scheduler_running=daemon.scheduler_running,
+        started_at=daemon.started_at,
+        mode="daemon",
+        events=RunEvents(),
+        next_runs=daemon.next_runs,
+    )
+    host.limits = daemon.stale_limits  # one stale_after computation per configuration
+    http = daemon.runtime.config.daemon.http
+    return Endpoint(host, http, daemon.loaded.http_auth)

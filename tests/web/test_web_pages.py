@@ -22,12 +22,12 @@ from invoicesync.daemon.config.loader import load_config
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.engine.sync import sync
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.daemon.status import account_status
 from invoicesync.daemon.web import queries
 from invoicesync.daemon.web.app import PAGE_SIZE, build_app
 from invoicesync.daemon.web.host import WebHost
 from invoicesync.daemon.web.metrics import Metrics
-from invoicesync.plugins.manager import load_plugins
 
 with warnings.catch_warnings():
     # Starlette 1.x suggests httpx2 for its test client; httpx works the same here.

@@ -1,7 +1,8 @@
-"""Attribute checks shipped with invoicesync, registered through the plugin hook.
+"""The ``filename`` attribute check: the original file name matches a glob.
 
-They use exactly the hook third-party plugins use (``invoicesync_register_checks``),
-so this module doubles as the example of writing one::
+It is registered through exactly the hook third-party plugins use
+(``invoicesync_register_checks``, see the package), so it doubles as the
+example of writing one::
 
     attributes:
       filename: {glob: ["*.pdf", "*.xml"]}        # case-insensitive by default
@@ -14,12 +15,10 @@ import fnmatch
 import re
 from typing import Annotated, Any, ClassVar
 
-from invoicesync.plugins.checks import AttributeCheck, CheckOutcome
-from invoicesync.plugins.hookspecs import hookimpl
-from invoicesync.plugins.models import Document
+from invoicesync.plugins import AttributeCheck, CheckOutcome, Document
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-__all__ = ["BUILTIN_CHECKS", "FilenameCheck"]
+__all__ = ["FilenameCheck", "FilenameOptions"]
 
 
 def _one_or_many(value: Any) -> Any:
@@ -59,12 +58,3 @@ class FilenameCheck(AttributeCheck):
         shown = ", ".join(self.patterns)
         verb = "matches" if passed else "does not match"
         return CheckOutcome(passed, f"file name {document.filename!r} {verb} {shown}")
-
-
-BUILTIN_CHECKS: tuple[type[AttributeCheck], ...] = (FilenameCheck,)
-
-
-@hookimpl
-def invoicesync_register_checks() -> list[type[AttributeCheck]]:
-    """The built-in attribute checks."""
-    return list(BUILTIN_CHECKS)
