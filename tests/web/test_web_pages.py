@@ -318,3 +318,32 @@ def test_runtime_swaps_are_followed(site: dict[str, Any]) -> None:
     host = WebHost(lambda: current[0], mode="serve")
     assert host.runtime is rt
     assert Path(host.runtime.state_dir) == Path(site["tmp"]) / "state"
+
+
+def test_documented_metrics_and_alert_rules_match_the_endpoint(site: dict[str, Any]) -> None:
+    """docs/monitoring.md: every metric it lists and every rule's metric is really served."""
+    from fixtures.daemon_proc import MONITORING_DOC
+    from ruamel.yaml import YAML
+
+    doc = MONITORING_DOC.read_text(encoding="utf-8")
+    rt = site["rt"]
+    host = WebHost(lambda: rt, mode="daemon", started_at=rt.clock.now())
+    with TestClient(build_app(host, Metrics(host), auth=None, runs_shown=5)) as client:
+        served = client.get("/metrics").text
+    names = {s[0] for s in metrics(served)} | {
+        line.split()[2] for line in served.splitlines() if line.startswith("# TYPE")
+    }
+    section = doc.split("## Metrics", 1)[1].split("### Alert rules", 1)[0]
+    listed = set(re.findall(r"`(invoicesync_[a-z_]+)`", section))
+    assert listed and listed <= names, sorted(listed - names)
+    block = re.search(r"<!-- prometheus-rules -->\n```yaml\n(.*?)```", doc, re.S)
+    assert block is not None
+    rules = YAML(typ="safe").load(block.group(1))["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} >= {
+        "InvoicesyncSourceStale",
+        "InvoicesyncDocumentsRejected",
+        "InvoicesyncRunsFailing",
+    }
+    for rule in rules:
+        for name in re.findall(r"\b(invoicesync_[a-z_]+)", rule["expr"]):
+            assert name in names, f"{rule['alert']} uses {name}, which /metrics does not serve"
