@@ -101,7 +101,7 @@ def test_overview_account_filter_document_explain(
         )
         return exported == 61 and ">running<" not in get(base + "/")[2]
 
-    d.wait_for(settled, what="all documents exported and no run in progress")
+    d.wait_for(settled, timeout=120, what="all documents exported and no run in progress")
 
     # overview
     browser.get(base + "/")
