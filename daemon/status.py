@@ -136,12 +136,19 @@ def next_run_time(account: ExportConfig, schedule: Schedule | None) -> datetime 
 
 
 def document_states(
-    rt: Runtime, accounts: Sequence[ExportConfig], state: str | None, limit: int
+    rt: Runtime,
+    accounts: Sequence[ExportConfig],
+    state: str | None,
+    limit: int,
+    duplicates_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Documents with their state per account: a ledger state, else pending/excluded."""
+    from invoicesync.daemon.storage.schema import documents
+
     now = rt.clock.now()
     rows: list[dict[str, Any]] = []
-    for doc in rt.catalog.iter_documents():
+    where = documents.c.duplicate_of.is_not(None) if duplicates_only else None
+    for doc in rt.catalog.iter_documents(where):
         per_account: dict[str, str] = {}
         for account in accounts:
             entry = rt.ledger.entry(account.id, doc.id)

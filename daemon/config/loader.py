@@ -353,6 +353,20 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
         except SecretError as exc:
             loc = ("daemon", "http", "auth", *exc.path)
             problems.append(Problem(path, line_of(tree, loc), format_loc(loc), exc.message))
+    for index, source in enumerate(config.sources):
+        for position, name in enumerate(source.extract):
+            if name not in registry.extractors:
+                loc = ("sources", index, "extract", position)
+                known = ", ".join(sorted(registry.extractors)) or "none"
+                problems.append(
+                    Problem(
+                        path,
+                        line_of(tree, loc),
+                        format_loc(loc),
+                        f"unknown extractor {name!r}; installed: {known} "
+                        "(see `invoicesync plugins`)",
+                    )
+                )
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 from invoicesync.daemon import __version__
+from invoicesync.daemon.engine.provenance import field_lines
 from invoicesync.daemon.status import explain
 from invoicesync.daemon.storage.schema import document_revisions
 from prometheus_client import generate_latest
@@ -282,6 +283,7 @@ class _Pages:
             doc=doc,
             fields=fields,
             provenance=provenance,
+            field_origins=field_lines(doc),
             revisions=revisions,
             explanations=explanations,
             selected=first,
@@ -359,14 +361,9 @@ def _query(base: dict[str, str], **changes: str | None) -> str:
     return "?" + urlencode(clean) if clean else "?"
 
 
-def _provenance(doc: Any) -> dict[str, Any]:
-    """Where each field came from, when the catalog records it (extractors)."""
-    value = getattr(doc, "provenance", None)
-    if not value:
-        return {}
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    return dict(value) if isinstance(value, dict) else {}
+def _provenance(doc: Any) -> dict[str, str]:
+    """Where each field came from, when an extractor set it (else: the source)."""
+    return {str(k): str(v) for k, v in doc.provenance.items()}
 
 
 def build_app(
