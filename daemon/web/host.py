@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.daemon.config.models import ExportConfig, SourceConfig
 from invoicesync.daemon.config.secrets import SecretRedactor
-from invoicesync.daemon.engine.exporter import iter_candidates
+from invoicesync.daemon.engine.plan import account_candidates
 from invoicesync.daemon.engine.runtime import Runtime
 from invoicesync.daemon.scheduler.nextruns import read_schedule
 from invoicesync.daemon.scheduler.stale import StaleLimits, Staleness
@@ -231,7 +231,7 @@ class WebHost:
         now = rt.clock.now()
         evaluator = rt.evaluators[account.id]
         pending = pending_new = 0
-        for candidate in iter_candidates(rt, account, now):
+        for candidate in account_candidates(rt, account, now):
             if candidate.state not in (None, LedgerState.EXPORTING, LedgerState.EXPORTED):
                 continue
             if evaluator.accepts(candidate.document, now):
