@@ -365,7 +365,11 @@ class Daemon:
         """Queue a run for whichever node is free (one waiting per job at most)."""
         assert self._queue is not None
         job = import_job_id(subject) if kind == "import" else export_job_id(subject)
-        queued = self._queue.defer(kind, subject, reason)
+        try:
+            queued = self._queue.defer(kind, subject, reason)
+        except Exception as exc:  # the database is away: the next tick or request retries
+            self.log.error("job.error", job=job, error=describe_error(exc))
+            return False
         self.log.info("job.deferred", job=job, reason=reason, queued=queued, leader=None)
         return queued
 
