@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 from fixtures.daemon_proc import (
     DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    start_daemon_fixture,  # noqa: F401
 )
 from helpers import free_port, require_program
 

@@ -21,9 +21,7 @@ from urllib.parse import quote
 from fixtures.daemon_proc import (
     INVOICESYNC,
     DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
     run_cli,
-    start_daemon_fixture,  # noqa: F401
 )
 from helpers import free_port
 
