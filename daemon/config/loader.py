@@ -63,6 +63,8 @@ class LoadedConfig:
     """Every text to mask: the secret values and their encoded forms."""
     warnings: tuple[str, ...] = ()
     """Not errors, but worth saying at ``check-config`` (e.g. a secret too short to mask)."""
+    #: ``daemon.http.auth`` with its secret references resolved (None: no auth).
+    http_auth: dict[str, Any] | None = None
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
@@ -378,6 +380,15 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
             out[ident] = connector.Options.model_validate(options, context={"base_dir": base_dir})
         except ValidationError as exc:
             problems += problems_from(exc, path, tree, (section, index, "options"))
+    http_auth = None
+    http = config.daemon.http
+    if http is not None and http.auth is not None:
+        try:
+            http_auth, found = resolve_secret_refs(http.auth.model_dump(exclude_none=True))
+            secrets |= found
+        except SecretError as exc:
+            loc = ("daemon", "http", "auth", *exc.path)
+            problems.append(Problem(path, line_of(tree, loc), format_loc(loc), exc.message))
     for index, source in enumerate(config.sources):
         for position, name in enumerate(source.extract):
             if name not in registry.extractors:
@@ -403,5 +414,11 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(
-        config, path, source_options, export_options, frozenset(secrets), tuple(warnings)
+        config,
+        path,
+        source_options,
+        export_options,
+        frozenset(secrets),
+        tuple(warnings),
+        http_auth,
     )
