@@ -39,6 +39,7 @@ from invoicesync.daemon.storage.database import (
     translated_errors,
 )
 from invoicesync.daemon.storage.ledger import Ledger
+from invoicesync.daemon.storage.private import make_private_dir
 from invoicesync.daemon.storage.runs import RunLog
 from invoicesync.daemon.storage.schema_guard import guard
 from invoicesync.daemon.storage.scratch import postgres_scratch_copy
@@ -225,6 +226,9 @@ def open_runtime(
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         return Runtime(loaded, registry, clock, engine, blobs, _scratch=scratch)
+    # Before anything creates it as a side effect (the blob store's folder):
+    # the state folder is 0700 whatever the umask.
+    make_private_dir(state)
     blobs = open_blob_store(config.blobs, state)
     engine = open_database(state, config.database, blobs=blobs)
     return Runtime(loaded, registry, clock, engine, blobs)
