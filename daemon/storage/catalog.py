@@ -116,7 +116,11 @@ def _metadata_columns(metadata: DocumentMetadata) -> dict[str, Any]:
 
 def row_to_document(row: Any) -> Document:
     """A ``documents`` row -> Document."""
-    data = dict(row._mapping)
+    return document_from_mapping(dict(row._mapping))
+
+
+def document_from_mapping(data: dict[str, Any]) -> Document:
+    """The ``documents`` columns of a row, as a dict (consumed) -> Document."""
     data.pop("fingerprint", None)
     data.pop("updated_at", None)
     data.pop("business_key", None)
@@ -399,8 +403,10 @@ def _find_original(
 
 
 def _normalise(value: Any) -> Any:
-    # JSON columns come back as lists/dicts, amounts as Decimal: compare as text
-    # where representations differ but values do not (Decimal("1.0") vs "1.0").
+    # Tags come back from their JSON column as a list in stored order: compare
+    # them as sorted lists. Everything else compares as it is: amounts are
+    # Decimal on both sides (equal by value, Decimal("1.0") == Decimal("1.00")),
+    # dicts compare by content.
     if isinstance(value, list):
         return sorted(value)
     return value
