@@ -24,6 +24,8 @@ from pydantic import (
     field_validator,
 )
 
+from .names import CONTROL_CHARACTERS
+
 __all__ = [
     "Document",
     "DocumentMetadata",
@@ -58,11 +60,10 @@ class PaymentStatus(StrEnum):
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # Control characters (C0, DEL, C1) have no business in metadata strings: they
 # break log lines, terminals and file names.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _no_control_chars(value: str | None) -> str | None:
-    if value is not None and _CONTROL.search(value):
+    if value is not None and CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters (NUL, newline, escape...)")
     return value
 

@@ -38,6 +38,7 @@ from invoicesync.plugins import (
     RelativePath,
     Target,
     TransientError,
+    split_remote_name,
 )
 from pydantic import SecretStr, field_validator, model_validator
 
@@ -47,7 +48,6 @@ from .._remote import (
     parse_retry_after,
     replace_chars,
     short_reason,
-    split_remote_name,
     spooled_content,
     stream_size,
 )
@@ -300,16 +300,12 @@ class WebDAVTarget(Target[WebDAVOptions]):
 
     def _is_collection(self, url: str) -> bool:
         """Whether ``url`` exists now (a PROPFIND that does not raise)."""
-        response = self._request(
-            "PROPFIND", url, headers={"Depth": "0", **_XML}, content=_PROPFIND
-        )
+        response = self._request("PROPFIND", url, headers={"Depth": "0", **_XML}, content=_PROPFIND)
         return response.status_code == 207
 
     def _stat(self, url: str) -> dict[str, str] | None:
         """ETag and stored SHA-256 of a file, None if it does not exist."""
-        response = self._request(
-            "PROPFIND", url, headers={"Depth": "0", **_XML}, content=_PROPFIND
-        )
+        response = self._request("PROPFIND", url, headers={"Depth": "0", **_XML}, content=_PROPFIND)
         if response.status_code == 404:
             return None
         self._raise_for_status(response, "PROPFIND", url)
@@ -386,9 +382,7 @@ class WebDAVTarget(Target[WebDAVOptions]):
             except (OSError, UnicodeDecodeError):
                 continue
             name = url.rsplit("/", 1)[-1]
-            if not (
-                url.startswith(self.options.url) and name == f".invoicesync-{entry.name}.tmp"
-            ):
+            if not (url.startswith(self.options.url) and name == f".invoicesync-{entry.name}.tmp"):
                 # Not a temporary of this target (its url option changed): leave it.
                 continue
             if self._discard(url):

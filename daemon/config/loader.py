@@ -23,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .models import Config
+from .overlaps import overlapping_folders
 
 DEFAULT_LOCATIONS = (Path("invoicesync.yaml"), Path("/etc/invoicesync/invoicesync.yaml"))
 Loc = tuple[str | int, ...]
@@ -59,6 +60,8 @@ class LoadedConfig:
     source_options: dict[str, BaseModel]
     export_options: dict[str, BaseModel]
     secrets: frozenset[str]
+    #: ``daemon.http.auth`` with its secret references resolved (None: no auth).
+    http_auth: dict[str, Any] | None = None
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
@@ -342,6 +345,15 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
             out[ident] = connector.Options.model_validate(options, context={"base_dir": base_dir})
         except ValidationError as exc:
             problems += problems_from(exc, path, tree, (section, index, "options"))
+    http_auth = None
+    http = config.daemon.http
+    if http is not None and http.auth is not None:
+        try:
+            http_auth, found = resolve_secret_refs(http.auth.model_dump(exclude_none=True))
+            secrets |= found
+        except SecretError as exc:
+            loc = ("daemon", "http", "auth", *exc.path)
+            problems.append(Problem(path, line_of(tree, loc), format_loc(loc), exc.message))
     for index, source in enumerate(config.sources):
         for position, name in enumerate(source.extract):
             if name not in registry.extractors:
@@ -356,6 +368,16 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
                         "(see `invoicesync plugins`)",
                     )
                 )
+    def describe(loc: Loc) -> str:
+        if loc and loc[0] in ("state", "blobs") and loc[0] not in tree:
+            return "the default"
+        line = line_of(tree, loc)
+        return f"{format_loc(loc)}, line {line}" if line else format_loc(loc)
+
+    for loc, message in overlapping_folders(config, source_options, export_options, describe):
+        problems.append(Problem(path, line_of(tree, loc), format_loc(loc), message))
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(config, path, source_options, export_options, frozenset(secrets))
+    return LoadedConfig(
+        config, path, source_options, export_options, frozenset(secrets), http_auth
+    )

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from invoicesync.daemon.config.models import ExportConfig
 from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.naming import FoldedNames
 from invoicesync.daemon.storage.ledger import NameTaken
 from invoicesync.plugins.connectors import ExportItem, Target
 from invoicesync.plugins.errors import ConnectorError, PermanentError, TransientError
@@ -97,6 +98,13 @@ class _AccountRun:
         self.log = get_logger(account=account.id, run_id=summary.run_id)
         self.lock = threading.Lock()
         self.planned_names: set[str] = set()
+        # portable_names: names are compared case-insensitively; the ledger
+        # only knows exact names, so the run keeps the folded view itself.
+        self.folded: FoldedNames | None = None
+        if account.portable_names:
+            self.folded = FoldedNames(
+                (e.remote_name, e.document_id) for e in rt.ledger.entries(account.id)
+            )
         self.consecutive_failures = 0
 
     # -- one action ----------------------------------------------------------
@@ -119,13 +127,15 @@ class _AccountRun:
                     free = self.rt.ledger.free_name(
                         self.account.id,
                         document.id,
-                        name_choices(document, name),
+                        self._choices(document, name),
                         taken=self.planned_names,
                     )
                     if free is None:
                         raise PermanentError(f"no free remote name near {name!r}")
                     name = free
                 self.planned_names.add(name)
+                if self.folded is not None:
+                    self.folded.hold(name, document.id)
                 line = PlannedExport(self.account.id, document.id, name, action.reason)
                 self.summary.planned.append(line)
                 self.summary.counts["planned"] += 1
@@ -135,7 +145,22 @@ class _AccountRun:
         name = self.reserve(action)
         self.deliver(document, name, action.reason)
 
+    def _choices(self, document: Document, name: str) -> Iterator[str]:
+        """The names ``document`` may take, near ``name`` (see :func:`name_choices`)."""
+        choices = name_choices(document, name)
+        return choices if self.folded is None else self.folded.free(document.id, choices)
+
     def reserve(self, action: Action) -> str:
+        if self.folded is None:
+            return self._reserve(action)
+        # Choosing by folded name and recording it must not interleave
+        # between workers: two of them could take Café and CAFÉ at once.
+        with self.lock:
+            name = self._reserve(action)
+            self.folded.hold(name, action.document.id)
+            return name
+
+    def _reserve(self, action: Action) -> str:
         document = action.document
         name = action.remote_name
         assert name is not None
@@ -159,7 +184,7 @@ class _AccountRun:
                     document.id,
                     document.revision,
                     document.sha256,
-                    name_choices(document, name),
+                    self._choices(document, name),
                     self.rt.clock.now(),
                 )
                 if reserved is None:

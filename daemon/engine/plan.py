@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from invoicesync.daemon.config.models import ExportConfig, OnUpdate
 from invoicesync.daemon.naming import (
     FilenameTemplate,
+    portable_component,
     sanitize_component,
     with_suffix_before_extension,
 )
@@ -106,9 +107,10 @@ class Planner:
     def fresh_name(self, document: Document) -> str:
         """The template rendered, each component sanitised by the target, then by us."""
         rendered = self.template.render(document, self.tz)
-        return "/".join(
-            sanitize_component(self.target_sanitize(part)) for part in rendered.split("/")
-        )
+        parts = (sanitize_component(self.target_sanitize(part)) for part in rendered.split("/"))
+        if self.account.portable_names:
+            parts = (portable_component(part) for part in parts)
+        return "/".join(parts)
 
     def decide(self, candidate: Candidate, now: datetime) -> Action:
         document = candidate.document

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,12 +18,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from invoicesync.plugins.models import Document, DocumentMetadata, SourceDocument
+from invoicesync.plugins.names import CONTROL_CHARACTERS
 
 from .blobs import Blobs
 from .schema import document_revisions, documents, source_cursors
 
 _METADATA_FIELDS = tuple(DocumentMetadata.model_fields)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 _SELECT_ONE = sa.select(documents).where(documents.c.id == sa.bindparam("doc_id"))
@@ -101,7 +100,7 @@ def document_id(source_id: str, external_id: str) -> str:
 
 
 def validate_external_id(external_id: str) -> None:
-    if not external_id or len(external_id) > 500 or _CONTROL.search(external_id):
+    if not external_id or len(external_id) > 500 or CONTROL_CHARACTERS.search(external_id):
         raise ValueError("external id must be 1-500 characters without control characters")
 
 
@@ -161,9 +160,13 @@ class Catalog:
                 return
             last = rows[-1].id
 
-    def count(self) -> int:
+    def count(self, source: str | None = None) -> int:
+        """Documents in the catalog (of one source)."""
+        query = sa.select(sa.func.count()).select_from(documents)
+        if source is not None:
+            query = query.where(documents.c.source == source)
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one())
+            return int(conn.execute(query).scalar_one())
 
     def cursor(self, source_id: str) -> str | None:
         with self.engine.connect() as conn:

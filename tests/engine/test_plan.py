@@ -21,6 +21,17 @@ from invoicesync.daemon.storage.schema import ledger, runs
 RESTRICTED = "    restrictions: {attributes: {types: [incoming_invoice]}}\n"
 
 
+def _restricted_with_two_documents(make_runtime: Callable[..., Runtime]) -> Runtime:
+    """An incoming invoice (eligible) and a receipt (excluded by type), imported."""
+    mem.PORTAL["portal"] = [
+        mem.item("a", b"A", company="acme", number="1", type="incoming_invoice"),
+        mem.item("b", b"B", company="acme", number="2", type="receipt"),
+    ]
+    rt = make_runtime(RESTRICTED)
+    fetch(rt)
+    return rt
+
+
 def _plan(rt: Runtime) -> list[Action]:
     account = rt.config.export("out")
     return list(plan(rt, account, mem.NOW, lambda part: part))
@@ -34,12 +45,7 @@ def _rows(rt: Runtime, table: sa.Table) -> int:
 def test_plan_decides_each_candidate_and_changes_nothing(
     make_runtime: Callable[..., Runtime],
 ) -> None:
-    mem.PORTAL["portal"] = [
-        mem.item("a", b"A", company="acme", number="1", type="incoming_invoice"),
-        mem.item("b", b"B", company="acme", number="2", type="receipt"),
-    ]
-    rt = make_runtime(RESTRICTED)
-    fetch(rt)
+    rt = _restricted_with_two_documents(make_runtime)
     before = (_rows(rt, ledger), _rows(rt, runs))
     actions = _plan(rt)
     assert [(a.document.id, a.kind) for a in actions] == [
@@ -60,12 +66,7 @@ def test_plan_decides_each_candidate_and_changes_nothing(
 def test_executing_the_plan_exports_the_planned_actions(
     make_runtime: Callable[..., Runtime],
 ) -> None:
-    mem.PORTAL["portal"] = [
-        mem.item("a", b"A", company="acme", number="1", type="incoming_invoice"),
-        mem.item("b", b"B", company="acme", number="2", type="receipt"),
-    ]
-    rt = make_runtime(RESTRICTED)
-    fetch(rt)
+    rt = _restricted_with_two_documents(make_runtime)
     summary = run_export(rt, rt.config.export("out"))
     assert summary.ok and summary.status == "ok"
     assert summary.counts["exported"] == 1
