@@ -24,16 +24,18 @@ from invoicesync.daemon.config.loader import (
     find_config_file,
     load_config,
 )
-from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.clock import Clock, check_range
 from invoicesync.daemon.engine.locks import EXIT_BUSY, LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
 from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
+from invoicesync.daemon.storage.database import damaged, database_url, describe, is_damage
 from invoicesync.plugins.errors import ConfigurationError, PluginError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -123,6 +125,13 @@ class AppContext:
             rt.lock_wait = lock_wait
         try:
             yield rt
+        except DBAPIError as exc:
+            # A page deep inside the SQLite file that only a query reaches.
+            if not is_damage(exc):
+                raise
+            config = self.loaded.config
+            where = describe(database_url(Path(config.state), config.database))
+            fail(str(damaged(where, str(exc.orig))))
         finally:
             rt.close()
 
@@ -227,6 +236,10 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         ) from None
     if parsed.tzinfo is None:
         raise click.BadParameter("give a time zone offset, e.g. 2026-12-01T08:00:00+01:00")
+    try:
+        check_range(parsed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     return parsed
 
 
@@ -826,12 +839,12 @@ def check_config(app: AppContext, connect: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins(app: AppContext, as_json: bool) -> None:
-    """Installed plugins and the connector types and checks each adds."""
+    """Installed plugins and the connector types, checks and extractors each adds."""
     infos = app.registry.plugins
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
-    table = Table("plugin", "version", "sources", "targets", "checks")
+    table = Table("plugin", "version", "sources", "targets", "checks", "extractors")
     for info in infos:
         table.add_row(
             *_cells(
@@ -840,6 +853,7 @@ def plugins(app: AppContext, as_json: bool) -> None:
                 ", ".join(info.sources) or "-",
                 ", ".join(info.targets) or "-",
                 ", ".join(info.checks) or "-",
+                ", ".join(info.extractors) or "-",
             )
         )
     app.out.print(table)
@@ -866,6 +880,64 @@ def config_schema(app: AppContext, output: Path | None) -> None:
         output.write_text(text + "\n", encoding="utf-8")
     else:
         click.echo(text)
+
+
+@main.group()
+def db() -> None:
+    """Show or upgrade the state database's schema.
+
+    On SQLite (the default) invoicesync upgrades the schema itself at start,
+    keeping a copy of the file (catalog.sqlite3.before-REVISION). On
+    PostgreSQL, where several nodes may share the database, a process refuses
+    to start on a schema older or newer than it expects: stop every node, run
+    `invoicesync db upgrade` once, start the new version. See docs/operations.md.
+    """
+
+
+@db.command("status")
+@click.pass_obj
+def db_status(app: AppContext) -> None:
+    """The schema revision of the database and the one this invoicesync needs.
+
+    Exit code 0: up to date; 1: `invoicesync db upgrade` (or, on SQLite, the
+    next start) will upgrade it; 2: it cannot be used (damaged, written by a
+    newer invoicesync, unreachable).
+    """
+    from invoicesync.daemon.storage.database import schema_report
+
+    try:
+        report = schema_report(*_state_of(app))
+    except ConfigurationError as exc:
+        fail(str(exc))
+    app.out.print(report.text, markup=False)
+    sys.exit(EXIT_OK if report.up_to_date else EXIT_FAILED)
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(app: AppContext) -> None:
+    """Apply the schema migrations this invoicesync brings (a no-op when current).
+
+    On PostgreSQL, stop every invoicesync process using the database first;
+    two upgrades at once are safe (an advisory lock makes them apply once).
+    An SQLite file is copied to catalog.sqlite3.before-REVISION first.
+    """
+    from invoicesync.daemon.storage.database import upgrade_schema
+
+    try:
+        text = upgrade_schema(*_state_of(app))
+    except ConfigurationError as exc:
+        fail(str(exc))
+    app.out.print(text, markup=False)
+
+
+def _state_of(app: AppContext) -> tuple[Path, str | None, Any]:
+    """The state folder, the database URL and the blob store (opened read-only)."""
+    from invoicesync.daemon.storage.blobs import open_blob_store
+
+    config = app.loaded.config
+    state = Path(config.state)
+    return state, config.database, open_blob_store(config.blobs, state, write=False)
 
 
 @main.group()

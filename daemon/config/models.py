@@ -471,9 +471,23 @@ class Config(Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     exports: list[ExportConfig] = Field(default_factory=list)
 
+    @field_validator("database", "blobs")
+    @classmethod
+    def _no_nul(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A path or URL the operating system cannot open: say so here, with
+        # file:line, rather than crash in the first command that opens it.
+        if value is not None and "\0" in value:
+            what = "a database URL" if info.field_name == "database" else "a path or URL"
+            raise ValueError(f"{what} cannot contain a NUL character")
+        return value
+
     @field_validator("state")
     @classmethod
     def _state_relative(cls, value: Path, info: ValidationInfo) -> Path:
+        if "\0" in str(value):
+            # The operating system cannot name such a file: every command
+            # that opens the state would fail with "embedded null byte".
+            raise ValueError("a path cannot contain a NUL character")
         base = (info.context or {}).get("base_dir")
         value = value.expanduser()
         if base is not None and not value.is_absolute():

@@ -54,6 +54,7 @@ from invoicesync.daemon.engine.locks import LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
 from invoicesync.daemon.plugin_host import PluginRegistry
+from invoicesync.daemon.storage.schema_guard import StateError
 from invoicesync.plugins.connectors import Source, WatchSpec
 from invoicesync.plugins.errors import ConfigurationError
 
@@ -187,6 +188,11 @@ class Daemon:
         self.inbox.install()
         try:
             self._rt = self._open_runtime(self.loaded)
+        except StateError as exc:
+            # Not the file's fault: a damaged, newer or lost state database.
+            self.log.error("state.unusable", error=str(exc))
+            self.inbox.restore()
+            return 2
         except ConfigurationError as exc:
             self.log.error("config.invalid", file=str(self.loaded.path), problems=[str(exc)])
             self.inbox.restore()
