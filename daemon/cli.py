@@ -856,12 +856,12 @@ def check_config(app: AppContext, connect: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins(app: AppContext, as_json: bool) -> None:
-    """Installed plugins and the connector types and checks each adds."""
+    """Installed plugins and the connector types, checks and extractors each adds."""
     infos = app.registry.plugins
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
-    table = Table("plugin", "version", "sources", "targets", "checks")
+    table = Table("plugin", "version", "sources", "targets", "checks", "extractors")
     for info in infos:
         table.add_row(
             *_cells(
@@ -870,6 +870,7 @@ def plugins(app: AppContext, as_json: bool) -> None:
                 ", ".join(info.sources) or "-",
                 ", ".join(info.targets) or "-",
                 ", ".join(info.checks) or "-",
+                ", ".join(info.extractors) or "-",
             )
         )
     app.out.print(table)
