@@ -8,9 +8,10 @@ and ``event``; callers bind the ids involved (``source``, ``account``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -26,6 +27,64 @@ _LEVELS = {
 # resolved (a reload may add more; old ones stay masked, which is harmless).
 _redactor = SecretRedactor()
 _secrets: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret (and its encoded forms) masked.
+
+    For text that is stored (ledger errors, runs) or printed, not only logged.
+    """
+    result: str = _redactor.redact(text)
+    return result
+
+
+class RedactingStream:
+    """A text stream that masks registered secrets in everything written to it.
+
+    The command line wraps stdout and stderr in it, so that no printed text
+    (tables, ``explain``, ``check-config --connect``, error messages) can carry
+    a secret, whatever produced it. Everything but ``write`` is the wrapped
+    stream's own (``isatty``, ``fileno``, ``encoding``...).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    @property
+    def wrapped(self) -> TextIO:
+        return self._stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+#: Callables that see every event after redaction (the status page's run events).
+_taps: list[Callable[[dict[str, Any]], None]] = []
+
+
+def add_log_tap(tap: Callable[[dict[str, Any]], None]) -> None:
+    """Call ``tap`` with a copy of every event logged from now on (secrets masked)."""
+    _taps.append(tap)
+
+
+def remove_log_tap(tap: Callable[[dict[str, Any]], None]) -> None:
+    if tap in _taps:
+        _taps.remove(tap)
+
+
+def _tap(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    for tap in list(_taps):
+        with contextlib.suppress(Exception):  # a tap must never break logging
+            tap(dict(event_dict))
+    return event_dict
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -50,6 +109,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _redactor,
+            _tap,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

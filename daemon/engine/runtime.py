@@ -20,15 +20,28 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.daemon.config.loader import LoadedConfig
 from invoicesync.daemon.config.models import Config, ExportConfig, SourceConfig
-from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.logging import get_logger, redact
 from invoicesync.daemon.naming import FilenameTemplate
 from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
 from invoicesync.daemon.storage.blobs import Blobs, open_blob_store
 from invoicesync.daemon.storage.catalog import Catalog
-from invoicesync.daemon.storage.database import create_engine, database_url, migrate, open_database
+from invoicesync.daemon.storage.database import (
+    check_sqlite_file,
+    create_engine,
+    damaged,
+    database_url,
+    describe,
+    is_damage,
+    migrate,
+    open_database,
+    sqlite_file,
+    translated_errors,
+)
 from invoicesync.daemon.storage.ledger import Ledger
+from invoicesync.daemon.storage.private import make_private_dir
 from invoicesync.daemon.storage.runs import RunLog
+from invoicesync.daemon.storage.schema_guard import guard
 from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 
@@ -61,8 +74,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.engine, self.blobs)
-        self.ledger = Ledger(self.engine)
-        self.runs = RunLog(self.engine)
+        # Error texts are stored masked: a server may echo the credentials.
+        self.ledger = Ledger(self.engine, scrub=redact)
+        self.runs = RunLog(self.engine, scrub=redact)
         self.extraction = ExtractionStage(
             self.registry.extractors, self.config.sources, self.config.companies
         )
@@ -100,14 +114,14 @@ class Runtime:
     def make_source(self, source: SourceConfig) -> Source[Any]:
         cls = self.registry.source_type(source.type)
         context = self.connector_context("source", source.id)
-        context.state_dir.mkdir(parents=True, exist_ok=True)
+        context.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return cls(source.id, self.loaded.source_options[source.id], context)
 
     def make_target(self, account: ExportConfig) -> Target[Any]:
         cls = self.registry.target_type(account.type)
         context = self.connector_context("account", account.id)
         if not self.dry_run:
-            context.state_dir.mkdir(parents=True, exist_ok=True)
+            context.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return cls(account.id, self.loaded.export_options[account.id], context)
 
     @property
@@ -168,25 +182,29 @@ def open_runtime(
     config = loaded.config
     state = Path(config.state)
     url = database_url(state, config.database)
+    real = sqlite_file(url)
     if dry_run:
         scratch = Path(tempfile.mkdtemp(prefix="invoicesync-dry-run-"))
-        if url.startswith("sqlite"):
-            real = (
-                state / "catalog.sqlite3"
-                if not config.database
-                else Path(sa.make_url(url).database or "")
-            )
-            copy = scratch / "catalog.sqlite3"
-            if real.exists():
-                _sqlite_snapshot(real, copy)
-            engine = create_engine(f"sqlite:///{copy}")
-            migrate(engine)
-            cleanups: list[Callable[[], None]] = []
-        else:
-            engine, cleanup = postgres_scratch_copy(url)
-            cleanups = [cleanup]
-            migrate(engine)
         blobs = open_blob_store(config.blobs, state, write=False)
+        cleanups: list[Callable[[], None]] = []
+        try:
+            if real is not None:
+                copy = scratch / "catalog.sqlite3"
+                if real.exists():
+                    _sqlite_snapshot(real, copy)
+                engine = _scratch_engine(copy, real, blobs)
+            else:
+                # Check the real database (nothing changed in it), then plan
+                # on a temporary copy of it.
+                _check_only(url, blobs)
+                engine, cleanup = postgres_scratch_copy(url)
+                cleanups.append(cleanup)
+                migrate(engine)
+        except BaseException:
+            for cleanup in cleanups:
+                cleanup()
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         return Runtime(
             loaded,
             registry,
@@ -197,22 +215,52 @@ def open_runtime(
             _scratch=scratch,
             _cleanup=cleanups,
         )
-    if read_only and url.startswith("sqlite") and not (state / "catalog.sqlite3").exists():
+    if read_only and real is not None and not real.exists():
         # Reading commands on a fresh install: an empty scratch catalog, and
         # nothing created in the real state folder.
         scratch = Path(tempfile.mkdtemp(prefix="invoicesync-empty-"))
-        engine = create_engine(f"sqlite:///{scratch / 'catalog.sqlite3'}")
-        migrate(engine)
-        return Runtime(
-            loaded,
-            registry,
-            clock,
-            engine,
-            open_blob_store(config.blobs, state, write=False),
-            _scratch=scratch,
-        )
-    engine = open_database(state, config.database)
-    return Runtime(loaded, registry, clock, engine, open_blob_store(config.blobs, state))
+        blobs = open_blob_store(config.blobs, state, write=False)
+        try:
+            engine = _scratch_engine(scratch / "catalog.sqlite3", real, blobs)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return Runtime(loaded, registry, clock, engine, blobs, _scratch=scratch)
+    # Before anything creates it as a side effect (the blob store's folder):
+    # the state folder is 0700 whatever the umask.
+    make_private_dir(state)
+    blobs = open_blob_store(config.blobs, state)
+    engine = open_database(state, config.database, blobs=blobs)
+    return Runtime(loaded, registry, clock, engine, blobs)
+
+
+def _scratch_engine(copy: Path, real: Path, blobs: Blobs) -> sa.Engine:
+    """An engine on a scratch copy of the catalog ``real``, checked like the real one."""
+    engine = create_engine(f"sqlite:///{copy}")
+    try:
+        with translated_errors(str(real)):
+            guard(engine, str(real), blobs=blobs, catalog_hint=str(real), upgrade_behind=True)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _check_only(url: str, blobs: Blobs) -> None:
+    """The upgrade policy's refusals for a database a dry run must not change."""
+    engine = create_engine(url)
+    try:
+        with translated_errors(describe(url)):
+            guard(
+                engine,
+                describe(url),
+                blobs=blobs,
+                catalog_hint="the database",
+                upgrade_behind=False,
+                change=False,
+            )
+    finally:
+        engine.dispose()
 
 
 def _sqlite_snapshot(source: Path, target: Path) -> None:
@@ -221,12 +269,17 @@ def _sqlite_snapshot(source: Path, target: Path) -> None:
     # exists no process has the catalog open, and ``immutable`` reads it
     # without creating the -wal/-shm files that even a read-only WAL reader
     # would leave behind (a dry run must not change the state folder at all).
+    check_sqlite_file(source)
     wal = source.with_name(source.name + "-wal")
     flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
     src = sqlite3.connect(f"file:{source}?{flags}", uri=True)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            raise damaged(str(source), str(exc)) from exc
+        raise
     finally:
         dst.close()
         src.close()

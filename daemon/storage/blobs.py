@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 
+from .private import make_private_dir
+
 CHUNK = 1024 * 1024
 STALE_AFTER_S = 3600
 
@@ -33,12 +35,22 @@ class BlobStore:
         self._root_str = str(root)
         self._tmp_str = str(self._tmp)
         if write:
-            self._tmp.mkdir(parents=True, exist_ok=True)
+            make_private_dir(root)
+            self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._clean_temporaries()
 
     def path(self, sha256: str) -> Path:
         """Where the content with this hash lives."""
         return Path(self._path_str(sha256))
+
+    @property
+    def location(self) -> str:
+        """The store as messages name it."""
+        return str(self.root)
+
+    def holds_any(self) -> bool:
+        """Whether any content is stored (see :func:`holds_blobs`)."""
+        return holds_blobs(self.root)
 
     def _path_str(self, sha256: str) -> str:
         return f"{self._root_str}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
@@ -145,7 +157,7 @@ def _replace_making_parent(tmp_name: str, target: str) -> None:
     except FileNotFoundError:
         if not os.path.exists(tmp_name):
             raise
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         os.replace(tmp_name, target)
 
 
@@ -188,6 +200,24 @@ class RemoteBlobStore:
 
     def _key(self, sha256: str) -> str:
         return f"{self._root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    @property
+    def location(self) -> str:
+        """The store as messages name it."""
+        return self.url
+
+    def holds_any(self) -> bool:
+        """Whether any content is stored: a few listings, stopping at the first blob."""
+        try:
+            for first in self.fs.ls(self._root, detail=False):
+                if len(first.rstrip("/").rsplit("/", 1)[-1]) != 2:
+                    continue
+                for second in self.fs.ls(first, detail=False):
+                    if self.fs.ls(second, detail=False):
+                        return True
+        except FileNotFoundError:
+            return False
+        return False
 
     def exists(self, sha256: str) -> bool:
         return bool(self.fs.exists(self._key(sha256)))
@@ -237,6 +267,15 @@ class Blobs(Protocol):
 
     def exists(self, sha256: str) -> bool: ...
 
+    @property
+    def location(self) -> str:
+        """The store as messages name it (a folder or a URL)."""
+        ...
+
+    def holds_any(self) -> bool:
+        """Whether any content is stored (a lost catalog is refused, see schema_guard)."""
+        ...
+
 
 def open_blob_store(configured: str | None, state_dir: Path, *, write: bool = True) -> Blobs:
     """The blob store the configuration names: ``blobs:`` as a folder or a URL,
@@ -248,3 +287,23 @@ def open_blob_store(configured: str | None, state_dir: Path, *, write: bool = Tr
     if "://" not in configured:
         return BlobStore(Path(configured), write=write)
     return RemoteBlobStore(configured, state_dir / "blob-cache", write=write)
+
+
+def holds_blobs(root: Path) -> bool:
+    """Whether the blob store at ``root`` holds any content (stops at the first blob).
+
+    An empty catalog beside a non-empty blob store means a lost catalog
+    (see :mod:`.schema_guard`).
+    """
+    try:
+        level1 = [e for e in os.scandir(root) if len(e.name) == 2 and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    for first in level1:
+        for second in os.scandir(first.path):
+            if len(second.name) != 2 or not second.is_dir():
+                continue
+            with os.scandir(second.path) as entries:
+                if any(len(e.name) == 64 and e.name.startswith(first.name) for e in entries):
+                    return True
+    return False
