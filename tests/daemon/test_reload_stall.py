@@ -24,12 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.daemon_proc import (
-    DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    start_daemon_fixture,  # noqa: F401
-    write_config,
-)
+from fixtures.daemon_proc import DaemonProcess, write_config
 
 Start = Callable[..., DaemonProcess]
 DEADLINE = 20.0

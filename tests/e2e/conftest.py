@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fixtures.daemon_proc import daemon_env_fixture, start_daemon_fixture
+from fixtures.http_faults import fault_server_fixture
 from fixtures.postgres_schema import pg_url_fixture
 from fixtures.s3_server import s3_server_fixture
 from fixtures.smtp_server import smtp_certificate_fixture, smtp_factory_fixture
@@ -10,6 +11,7 @@ from fixtures.smtp_server import smtp_certificate_fixture, smtp_factory_fixture
 # The shared fixtures of this folder, available to its tests by name.
 __all__ = [
     "daemon_env_fixture",
+    "fault_server_fixture",
     "pg_url_fixture",
     "s3_server_fixture",
     "smtp_certificate_fixture",

@@ -21,10 +21,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.cli import command, run_cli
-from fixtures.http_faults import (
-    FaultServer,
-    fault_server_fixture,  # noqa: F401
-)
+from fixtures.http_faults import FaultServer
 
 USER = "alice"
 SECRET = "Sup3r/Secret+Value"
