@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -25,7 +26,12 @@ from invoicesync.daemon.config.loader import (
 )
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
-from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.daemon.logging import (
+    configure_logging,
+    get_logger,
+    logs_are_json,
+    register_secrets,
+)
 from invoicesync.plugins.errors import ConfigurationError, PluginError
 from invoicesync.plugins.manager import PluginRegistry, load_plugins
 from rich.console import Console
@@ -81,11 +87,9 @@ class AppContext:
                 path = find_config_file(self.config_arg)
                 self._loaded = load_config(path, self.registry)
             except ConfigError as exc:
-                get_logger().error("config.invalid", problems=[str(p) for p in exc.problems])
-                fail(str(exc), prefix="configuration error:\n")
+                config_invalid([str(p) for p in exc.problems])
             except ConfigurationError as exc:
-                get_logger().error("config.invalid", problems=[str(exc)])
-                fail(str(exc))
+                config_invalid([str(exc)])
             register_secrets(self._loaded.secrets)
             # The file's log settings apply unless the command line overrides them.
             log = self._loaded.config.log
@@ -101,7 +105,7 @@ class AppContext:
                 self.loaded, self.registry, self.clock, dry_run=dry_run, read_only=read_only
             )
         except ConfigurationError as exc:
-            fail(str(exc))
+            config_invalid([str(exc)], file=self._loaded.path if self._loaded else None)
         try:
             yield rt
         finally:
@@ -141,6 +145,52 @@ def fail(message: str, code: int = EXIT_USAGE, prefix: str = "error: ") -> NoRet
     sys.exit(code)
 
 
+def config_invalid(problems: list[str], file: Path | None = None) -> NoReturn:
+    """Report a configuration or set-up problem once, and exit 2.
+
+    With JSON logs (systemd, pipes) it is one ``config.invalid`` event; on a
+    terminal it is the problems as text (not a log line repeating them).
+    """
+    if logs_are_json():
+        fields: dict[str, Any] = {"problems": problems}
+        if file is not None:
+            fields["file"] = str(file)
+        get_logger().error("config.invalid", **fields)
+        sys.exit(EXIT_USAGE)
+    fail("\n".join(problems), prefix="configuration error:\n")
+
+
+BUG_TRACKER = "https://github.com/invoicesync/invoicesync/issues"
+
+
+def internal_error(exc: BaseException) -> NoReturn:
+    """An unexpected exception: a bug. One event (traceback in a field), exit 1."""
+    tb = "".join(traceback.format_exception(exc))
+    message = (
+        f"internal error: {type(exc).__name__}: {exc}. This is a bug in invoicesync or a "
+        f"plugin; please report it at {BUG_TRACKER} with the traceback"
+    )
+    if logs_are_json():
+        get_logger().error(
+            "internal.error", error=f"{type(exc).__name__}: {exc}", message=message, traceback=tb
+        )
+    else:
+        click.echo(tb.rstrip() + "\n\n" + message, err=True)
+    sys.exit(EXIT_FAILED)
+
+
+class _Main(click.Group):
+    """The command group; any exception a command does not handle is a bug, reported once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # the last line of defence: a bug
+            internal_error(exc)
+
+
 def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -155,8 +205,11 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return parsed
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="invoicesync")
+@click.group(
+    cls=_Main,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-V", "--version", prog_name="invoicesync")
 @click.option(
     "--config",
     "config",

@@ -26,6 +26,12 @@ _LEVELS = {
 # resolved (a reload may add more; old ones stay masked, which is harmless).
 _redactor = SecretRedactor()
 _secrets: set[str] = set()
+_json = False
+
+
+def logs_are_json() -> bool:
+    """Whether log events go out as JSON lines (then they, not prose, carry errors)."""
+    return _json
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -36,8 +42,10 @@ def register_secrets(values: Iterable[str]) -> None:
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog for the whole process (idempotent)."""
+    global _json
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    _json = use_json
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if use_json

@@ -27,6 +27,7 @@ from invoicesync.daemon.storage.database import create_engine, database_url, mig
 from invoicesync.daemon.storage.ledger import Ledger
 from invoicesync.daemon.storage.runs import RunLog
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
+from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.manager import PluginRegistry
 
 from .clock import Clock
@@ -147,8 +148,18 @@ def open_runtime(
             BlobStore(state / "blobs", write=False),
             _scratch=scratch,
         )
-    engine = open_database(state, config.database)
-    return Runtime(loaded, registry, clock, engine, BlobStore(state / "blobs"))
+    try:
+        engine = open_database(state, config.database)
+        blobs = BlobStore(state / "blobs")
+    except OSError as exc:
+        # A read-only or missing folder is a problem of the set-up, not a bug:
+        # say which folder and how to choose another (no traceback, exit 2).
+        raise ConfigurationError(
+            f"state folder {state}: {exc.strerror or exc}; set `state:` in the configuration "
+            "to a writable folder, or leave it out to use $STATE_DIRECTORY (systemd) or "
+            "$XDG_STATE_HOME/invoicesync"
+        ) from exc
+    return Runtime(loaded, registry, clock, engine, blobs)
 
 
 def _sqlite_snapshot(source: Path, target: Path) -> None:
