@@ -3,7 +3,7 @@
 # the plugin's wheels, install both into a fresh virtual environment, and run
 # the plugin's own tests there (unit tests, the connector conformance suite and
 # an end-to-end `invoicesync sync` through the plugin). Also type-checks it.
-# Called by .ci/run after the dev venv exists; PYTHON overrides the dev python.
+# Called by .ci/run after the test venv exists; PYTHON names its python (.venv-test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

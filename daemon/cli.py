@@ -32,10 +32,12 @@ from invoicesync.daemon.logging import (
     logs_are_json,
     register_secrets,
 )
+from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
 from invoicesync.plugins.errors import ConfigurationError, PluginError
-from invoicesync.plugins.manager import PluginRegistry, load_plugins
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -57,8 +59,12 @@ class AppContext:
         self.log_level = log_level
         # Piped output (less, grep, a file) gets wide tables rather than the
         # 80 columns rich assumes without a terminal.
+        # emoji=False: data such as a company named ":warning:" is printed as is.
         self.out = Console(
-            highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
+            highlight=False,
+            emoji=False,
+            soft_wrap=True,
+            width=None if sys.stdout.isatty() else 200,
         )
         self._registry: PluginRegistry | None = None
         self._loaded: LoadedConfig | None = None
@@ -129,7 +135,8 @@ class AppContext:
         self._progress = progress
 
         def factory(description: str, total: int | None) -> Callable[[int], None]:
-            task = progress.add_task(description, total=total)
+            # The description is rendered as markup by the column: escape the data.
+            task = progress.add_task(escape(description), total=total)
             return lambda n: progress.advance(task, n)
 
         return factory
@@ -138,6 +145,12 @@ class AppContext:
         progress = getattr(self, "_progress", None)
         if progress is not None:
             progress.stop()
+
+
+def _cells(*values: object) -> list[Text]:
+    """Table cells that show data verbatim: a str cell would be parsed as rich markup,
+    and a company named ``[/bold]`` or a file ``a[/]b.pdf`` would end the command."""
+    return [Text(str(v)) for v in values]
 
 
 def fail(message: str, code: int = EXIT_USAGE, prefix: str = "error: ") -> NoReturn:
@@ -295,7 +308,8 @@ def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
         app.out.print(
             f"{r.source}: {c['new']} new, {c['new_revision']} changed, {c['metadata']} "
             f"metadata updates, {c['unchanged']} unchanged, {c['failed']} failed"
-            + (f" — error: {r.error}" if r.error else "")
+            + (f" — error: {r.error}" if r.error else ""),
+            markup=False,
         )
     sys.exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
 
@@ -372,7 +386,7 @@ def retry(app: AppContext, account: str) -> None:
     _known((account,), [a.id for a in app.loaded.config.exports], "export account")
     with app.runtime() as rt:
         n = rt.ledger.reset_for_retry(account, rt.clock.now())
-        app.out.print(f"{account}: {n} document(s) queued again")
+        app.out.print(f"{account}: {n} document(s) queued again", markup=False)
         factory = app.progress()
         summary = run_export(
             rt, rt.config.export(account), progress=factory(account, None) if factory else None
@@ -406,10 +420,10 @@ def explain(app: AppContext, account: str, document: str) -> None:
         now = rt.clock.now()
         decision = rt.evaluators[account].evaluate(doc, now)
         entry = rt.ledger.entry(account, document)
-    app.out.print(f"[bold]{document}[/] on account [bold]{account}[/]")
+    app.out.print(f"[bold]{escape(document)}[/] on account [bold]{escape(account)}[/]")
     for check in decision.checks:
         mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
-        app.out.print(f"  {mark} {check.name}: ", end="")
+        app.out.print(f"  {mark} {escape(check.name)}: ", end="")
         app.out.print(check.reason, markup=False)
     verdict = "[green]export[/]" if decision.export else "[red]do not export[/]"
     app.out.print(f"verdict: {verdict}")
@@ -461,15 +475,17 @@ def status(app: AppContext, account: str | None, as_json: bool) -> None:
     )
     for r in rows:
         table.add_row(
-            r.account,
-            r.type,
-            str(r.exported),
-            str(r.pending),
-            str(r.failed),
-            str(r.rejected),
-            r.last_run_text(app.loaded.config.tz),
-            r.last_result or "-",
-            r.next_run_text(app.loaded.config.tz),
+            *_cells(
+                r.account,
+                r.type,
+                r.exported,
+                r.pending,
+                r.failed,
+                r.rejected,
+                r.last_run_text(app.loaded.config.tz),
+                r.last_result or "-",
+                r.next_run_text(app.loaded.config.tz),
+            )
         )
     app.out.print(table)
 
@@ -504,12 +520,14 @@ def documents(
         table = Table("document", "type", "company", "date", "gross", *(a.id for a in accounts))
         for row in rows:
             table.add_row(
-                row["id"],
-                row["type"],
-                row["company"] or "-",
-                str(row["document_date"] or "-"),
-                f"{row['gross_amount'] or '-'} {row['currency'] or ''}".strip(),
-                *(row["accounts"][a.id] for a in accounts),
+                *_cells(
+                    row["id"],
+                    row["type"],
+                    row["company"] or "-",
+                    row["document_date"] or "-",
+                    f"{row['gross_amount'] or '-'} {row['currency'] or ''}".strip(),
+                    *(row["accounts"][a.id] for a in accounts),
+                )
             )
         app.out.print(table)
 
@@ -545,10 +563,10 @@ def check_config(app: AppContext, connect: bool) -> None:
                     connector.check()
                 finally:
                     connector.close()
-                app.out.print(f"  [green]✓[/] {label}")
+                app.out.print(f"  [green]✓[/] {escape(label)}")
             except (ConnectorError, ConfigurationError, OSError) as exc:
                 failed = True
-                app.out.print(f"  [red]✗[/] {label}: ", end="")
+                app.out.print(f"  [red]✗[/] {escape(label)}: ", end="")
                 app.out.print(str(exc), markup=False)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
@@ -565,11 +583,13 @@ def plugins(app: AppContext, as_json: bool) -> None:
     table = Table("plugin", "version", "sources", "targets", "checks")
     for info in infos:
         table.add_row(
-            info.name + (" (built-in)" if info.builtin else ""),
-            info.version or __version__,
-            ", ".join(info.sources) or "-",
-            ", ".join(info.targets) or "-",
-            ", ".join(info.checks) or "-",
+            *_cells(
+                info.name + (" (built-in)" if info.builtin else ""),
+                info.version or __version__,
+                ", ".join(info.sources) or "-",
+                ", ".join(info.targets) or "-",
+                ", ".join(info.checks) or "-",
+            )
         )
     app.out.print(table)
 
@@ -608,14 +628,42 @@ def secret() -> None:
 
 
 @secret.command("set")
+@click.option(
+    "--allow-insecure-keyring",
+    is_flag=True,
+    help="Store the secret even if the keyring backend keeps it in plain text "
+    "(keyrings.alt's PlaintextKeyring); refused otherwise.",
+)
 @click.argument("name")
-def secret_set(name: str) -> None:
-    """Prompt for a secret (not echoed) and store it in the keyring as NAME."""
-    from invoicesync.daemon.config.secrets import SecretError, set_secret
+def secret_set(name: str, allow_insecure_keyring: bool) -> None:
+    """Prompt for a secret (not echoed) and store it in the keyring as NAME.
 
+    A keyring backend that keeps secrets in a plain-text file is refused unless
+    --allow-insecure-keyring is given.
+    """
+    from invoicesync.daemon.config.secrets import (
+        SecretError,
+        insecure_keyring_backend,
+        refuse_insecure_keyring,
+        set_secret,
+    )
+
+    insecure = insecure_keyring_backend()
+    if not allow_insecure_keyring:
+        # Refuse before prompting: nobody should type a secret for nothing.
+        try:
+            refuse_insecure_keyring(name)
+        except SecretError as exc:
+            fail(str(exc))
     value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    if insecure:
+        click.echo(
+            f"warning: the keyring backend {insecure} stores {name!r} in PLAIN TEXT "
+            "(base64) in a file; anyone who can read that file can read the secret",
+            err=True,
+        )
     try:
-        set_secret(name, value)
+        set_secret(name, value, allow_insecure=allow_insecure_keyring)
     except SecretError as exc:
         fail(str(exc))
     click.echo(f"stored; refer to it as keyring:{name}")

@@ -114,7 +114,7 @@ def render() -> str:
         "",
         *_public_api(),
         "",
-        "Everything else (`invoicesync.daemon`, `invoicesync.plugins.manager`, modules "
+        "Everything else (`invoicesync.daemon`, which also loads the plugins, and modules "
         "starting with `_`) is internal and may change in any release.",
         "",
         *_hooks(),

@@ -21,8 +21,8 @@ from invoicesync.connectors_builtin.http_portal.source import (
     HttpPortalSource,
     _retry_after,
 )
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import ConnectorContext, ConnectorError, DocumentType, TransientError
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 from source_helpers import RecordingLogger, pdf, run_fetch
 

@@ -15,8 +15,8 @@ import pytest
 from fixtures.dovecot import Mailbox, dovecot, mailbox, make_mail  # noqa: F401
 from invoicesync.connectors_builtin._filenames import safe_filename
 from invoicesync.connectors_builtin.imap.source import ImapOptions, ImapSource, imap_utf7
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import ConnectorContext, ConnectorError, TransientError
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 from source_helpers import RecordingLogger, commit, pdf, run_fetch
 

@@ -137,7 +137,7 @@ def test_credential_names_cannot_escape_the_directory(tmp_path: Path, name: str)
 
 def test_keyring_round_trip_with_real_file_backend(file_keyring: object) -> None:
     assert keyring_available()
-    set_secret("imap-acme", SECRET)
+    set_secret("imap-acme", SECRET, allow_insecure=True)
     assert keyring.get_password(KEYRING_SERVICE, "imap-acme") == SECRET
     resolved, secrets = resolve_secret_refs({"password": "keyring:imap-acme"}, env={})
     assert resolved == {"password": SECRET}

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
+from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.plugins.errors import ConfigurationError
-from invoicesync.plugins.manager import PluginRegistry
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from invoicesync.daemon.engine.naming import DEFAULT_TEMPLATE, FilenameTemplate
+from invoicesync.daemon.naming import DEFAULT_TEMPLATE, FilenameTemplate
 from invoicesync.daemon.restrictions import RestrictionsConfig
 from pydantic import (
     AfterValidator,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoicesync.plugins.manager import PluginRegistry
+from invoicesync.daemon.plugin_host import PluginRegistry
 
 from .models import Config
 

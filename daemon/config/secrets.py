@@ -33,8 +33,10 @@ __all__ = [
     "SecretRedactor",
     "delete_secret",
     "get_secret",
+    "insecure_keyring_backend",
     "keyring_available",
     "redact_secrets",
+    "refuse_insecure_keyring",
     "resolve_secret_refs",
     "set_secret",
 ]
@@ -124,6 +126,42 @@ def _backend_usable(backend: Any) -> bool:
     return True
 
 
+def _backend_name(backend: Any) -> str:
+    cls = type(backend)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _storing_backend(backend: Any) -> Any:
+    # A chainer stores into the first of its (priority-sorted) backends that
+    # accepts the secret; the first usable one is where it would land.
+    from keyring.backends import chainer
+
+    if isinstance(backend, chainer.ChainerBackend):
+        for candidate in backend.backends:
+            if _backend_usable(candidate):
+                return _storing_backend(candidate)
+    return backend
+
+
+def insecure_keyring_backend() -> str | None:
+    """The dotted name of the keyring backend if it keeps secrets in plain text, else None.
+
+    keyrings.alt's ``PlaintextKeyring`` (what keyring picks on a headless
+    machine once keyrings.alt is installed) writes secrets base64-encoded into
+    a file anyone with read access to the home folder can decode.
+    """
+    backend = _storing_backend(_keyring_backend())
+    name = _backend_name(backend)
+    if "plaintext" in type(backend).__name__.lower() or name in _INSECURE_BACKENDS:
+        return name
+    return None
+
+
+# Backends that keep secrets readable by whoever reads their file (besides any
+# class named *Plaintext*).
+_INSECURE_BACKENDS = frozenset({"keyrings.alt.file.PlaintextKeyring", "keyrings.alt.Gnome.Keyring"})
+
+
 def _check_name(path: tuple[PathKey, ...], kind: str, name: str) -> None:
     if not _NAME.match(name):
         raise SecretError(
@@ -164,14 +202,33 @@ def get_secret(name: str, *, path: tuple[PathKey, ...] = ()) -> str:
     return str(value)
 
 
-def set_secret(name: str, value: str) -> None:
-    """Store ``value`` in the keyring under ``name`` (``invoicesync secret set NAME``)."""
+def refuse_insecure_keyring(name: str) -> None:
+    """SecretError if the keyring backend would keep the secret ``name`` in plain text."""
+    insecure = insecure_keyring_backend()
+    if insecure:
+        raise SecretError(
+            (),
+            f"refusing to store secret {name!r}: the keyring backend {insecure} keeps "
+            "secrets in plain text in a file; use env:VAR or credential:NAME instead "
+            "(see docs/secrets.md), choose a real keyring with PYTHON_KEYRING_BACKEND, "
+            "or pass --allow-insecure-keyring if a plain-text file is what you want",
+        )
+
+
+def set_secret(name: str, value: str, *, allow_insecure: bool = False) -> None:
+    """Store ``value`` in the keyring under ``name`` (``invoicesync secret set NAME``).
+
+    Refuses a backend that keeps secrets in plain text (see
+    :func:`insecure_keyring_backend`) unless ``allow_insecure`` is given.
+    """
     _check_name((), "secret", name)
     if not value:
         raise SecretError((), "refusing to store an empty secret")
     backend = _keyring_backend()
     if not _backend_usable(backend):
         raise SecretError((), f"cannot store secret {name!r}: {_NO_BACKEND_HINT}")
+    if not allow_insecure:
+        refuse_insecure_keyring(name)
     try:
         backend.set_password(KEYRING_SERVICE, name, value)
     except Exception as exc:

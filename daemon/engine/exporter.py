@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.daemon.config.models import ExportConfig, OnUpdate
 from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.naming import sanitize_component, with_suffix_before_extension
 from invoicesync.daemon.storage.catalog import row_to_document
 from invoicesync.daemon.storage.ledger import LedgerState, NameTaken
 from invoicesync.daemon.storage.schema import documents, ledger
@@ -32,7 +33,6 @@ from invoicesync.plugins.errors import ConnectorError, PermanentError, Transient
 from invoicesync.plugins.models import Document
 
 from .failures import report_connector_error
-from .naming import sanitize_component, with_suffix_before_extension
 from .runtime import Runtime
 
 #: After this many documents in a row failed with transient errors the run

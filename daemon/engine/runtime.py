@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from invoicesync.daemon.config.loader import LoadedConfig
 from invoicesync.daemon.config.models import ExportConfig, SourceConfig
 from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.naming import FilenameTemplate
+from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
 from invoicesync.daemon.storage.blobs import BlobStore
 from invoicesync.daemon.storage.catalog import Catalog
@@ -28,10 +30,8 @@ from invoicesync.daemon.storage.ledger import Ledger
 from invoicesync.daemon.storage.runs import RunLog
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 from invoicesync.plugins.errors import ConfigurationError
-from invoicesync.plugins.manager import PluginRegistry
 
 from .clock import Clock
-from .naming import FilenameTemplate
 
 
 @dataclass

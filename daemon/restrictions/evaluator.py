@@ -564,7 +564,7 @@ def _attribute_rules(
     plugin_values = config.plugin_options()
     if plugin_values:
         if checks is None:
-            from .builtin_checks import BUILTIN_CHECKS
+            from invoicesync.connectors_builtin.checks import BUILTIN_CHECKS
 
             checks = {c.key: c for c in BUILTIN_CHECKS}
         for key, value in plugin_values.items():

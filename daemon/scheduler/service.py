@@ -51,9 +51,9 @@ from invoicesync.daemon.config.models import ScheduleConfig
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
+from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.plugins.connectors import Source, WatchSpec
 from invoicesync.plugins.errors import ConfigurationError
-from invoicesync.plugins.manager import PluginRegistry
 
 from .jobs import Jobs, export_job_id, import_job_id
 from .nextruns import remove_schedule, write_schedule

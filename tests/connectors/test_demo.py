@@ -15,6 +15,7 @@ from helpers import require_program
 from invoicesync.connectors_builtin.demo import DEMO_COMPANIES, DemoOptions, DemoSource
 from invoicesync.connectors_builtin.demo.pdf import PdfLine, render_pdf
 from invoicesync.connectors_builtin.demo.portal import HISTORY_DAYS, generate
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import (
     ConnectorContext,
     ConnectorError,
@@ -24,7 +25,6 @@ from invoicesync.plugins import (
     SkippedDocument,
     SourceDocument,
 )
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 
 ANCHOR = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from invoicesync.connectors_builtin.folder import FolderSource, FolderSourceOptions
 from invoicesync.connectors_builtin.folder.sidecar import MAX_SIDECAR_BYTES
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import (
     ConnectorContext,
     ConnectorError,
@@ -22,7 +23,6 @@ from invoicesync.plugins import (
     SourceDocument,
     TransientError,
 )
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 
 Item = SourceDocument | SkippedDocument

@@ -22,6 +22,7 @@ from invoicesync.connectors_builtin.folder import (
     cleanup_temp_files,
 )
 from invoicesync.connectors_builtin.folder.target import TEMP_MARKER
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import (
     ConnectorContext,
     ConnectorError,
@@ -31,7 +32,6 @@ from invoicesync.plugins import (
     SourceDocument,
     TransientError,
 )
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 
 

@@ -24,8 +24,8 @@ from fixtures.rclone_remotes import (
 from fixtures.webdav_server import webdav_server_fixture  # noqa: F401
 from invoicesync.connectors_builtin.rclone import RcloneOptions, RcloneTarget
 from invoicesync.connectors_builtin.rclone.target import classify_exit
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import ConnectorContext, PermanentError, TransientError
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.server

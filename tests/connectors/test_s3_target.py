@@ -20,8 +20,8 @@ from fixtures.s3_server import (
 )
 from helpers import free_port
 from invoicesync.connectors_builtin.s3 import S3Options, S3Target
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import ConnectorContext, PermanentError, TransientError
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.server

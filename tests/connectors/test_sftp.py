@@ -417,7 +417,7 @@ def test_portable_names(sshd: SshServer, tmp_path: Path) -> None:
 def test_registered_and_paramiko_imported_lazily() -> None:
     code = (
         "import sys\n"
-        "from invoicesync.plugins.manager import load_plugins\n"
+        "from invoicesync.daemon.plugin_host import load_plugins\n"
         "r = load_plugins(entry_points=False)\n"
         "print(r.targets['sftp'].__name__, r.targets['email'].__name__)\n"
         "print('paramiko' in sys.modules)\n"

@@ -20,12 +20,12 @@ from fixtures.webdav_server import (
 )
 from helpers import free_port
 from invoicesync.connectors_builtin.webdav import WebDAVOptions, WebDAVTarget
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import (
     ConnectorContext,
     PermanentError,
     TransientError,
 )
-from invoicesync.plugins.manager import load_plugins
 from pydantic import ValidationError
 
 pytestmark = pytest.mark.server

@@ -22,7 +22,7 @@ def keyring_env(tmp_path: Path) -> dict[str, str]:
 def test_secret_set_is_used_by_keyring_refs_and_never_printed(tmp_path: Path) -> None:
     env = keyring_env(tmp_path)
     proc = subprocess.run(
-        [*command(), "secret", "set", "webdav-password"],
+        [*command(), "secret", "set", "--allow-insecure-keyring", "webdav-password"],
         input=f"{SECRET}\n{SECRET}\n", capture_output=True, text=True, timeout=60,
         env={**os.environ, **env},
     )
@@ -49,3 +49,30 @@ exports:
     assert missing.returncode == 2
     assert "exports[0].options.password" in missing.stderr
     assert "webdav-password" in missing.stderr
+
+
+def test_secret_set_refuses_a_plain_text_keyring(tmp_path: Path) -> None:
+    """keyrings.alt's PlaintextKeyring keeps secrets base64-encoded in a file:
+    `secret set` refuses it unless the user opts in explicitly, and says so loudly."""
+    env = keyring_env(tmp_path)
+    proc = subprocess.run(
+        [*command(), "secret", "set", "imap-password"],
+        input=f"{SECRET}\n{SECRET}\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "keyrings.alt.file.PlaintextKeyring" in proc.stderr
+    assert "plain text" in proc.stderr
+    assert "--allow-insecure-keyring" in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    # Nothing was written anywhere under the keyring's data folder.
+    assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+
+    opted_in = subprocess.run(
+        [*command(), "secret", "set", "--allow-insecure-keyring", "imap-password"],
+        input=f"{SECRET}\n{SECRET}\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env},
+    )
+    assert opted_in.returncode == 0, opted_in.stderr
+    assert "warning:" in opted_in.stderr and "plain text" in opted_in.stderr.lower()
+    assert SECRET not in opted_in.stdout + opted_in.stderr

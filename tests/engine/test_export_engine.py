@@ -14,9 +14,9 @@ from invoicesync.daemon.config.loader import load_config
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.engine.sync import fetch, sync
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.daemon.storage.ledger import LedgerState
 from invoicesync.plugins import DocumentMetadata, SourceDocument
-from invoicesync.plugins.manager import load_plugins
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from invoicesync.daemon.engine.naming import (
+from invoicesync.daemon.naming import (
     DEFAULT_TEMPLATE,
     FilenameTemplate,
     sanitize_component,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from invoicesync.plugins.manager import load_plugins
+from invoicesync.daemon.plugin_host import load_plugins
 
 TESTS = Path(__file__).resolve().parents[1]
 

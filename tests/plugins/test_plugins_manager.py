@@ -11,8 +11,8 @@ import json
 import pytest
 from fixtures import plugin_dists
 from fixtures.plugin_dists import InstallPlugin
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import PLUGIN_API_VERSION, PluginError
-from invoicesync.plugins.manager import load_plugins
 from invoicesync.plugins.testing import make_document
 
 # The fixture, used by name in the tests below.
@@ -341,3 +341,75 @@ def test_notify_isolates_a_failing_plugin(
     assert sys.modules[quiet].calls == ["portal/x2"]
     assert any("-> quiet" in line for line in lines)
     assert any("in events raised RuntimeError" in line for line in lines)
+
+
+WRAPPER_PLUGIN = """
+from invoicesync.plugins import hookimpl
+seen = []
+
+@hookimpl(wrapper=True)
+def invoicesync_document_exported(document, account_id):
+    seen.append(("before", document.id, account_id))
+    result = yield
+    seen.append(("after", len(result)))
+    return result
+"""
+
+
+def test_a_plugins_wrapper_wraps_the_event_hook(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``@hookimpl(wrapper=True)`` runs around the other implementations, as in pluggy.
+
+    The host used to call each implementation's function itself, so a wrapper
+    was called as a plain function: a generator created and never run.
+    """
+    import sys
+
+    wrapper = install_plugin("wrapping", WRAPPER_PLUGIN)
+    events = install_plugin("events", EVENTS_PLUGIN)
+    quiet = install_plugin("quiet", QUIET_PLUGIN)
+    registry = load(monkeypatch, "wrapping", "events", "quiet")
+    errors: list[tuple[str, Exception]] = []
+    document = make_document(external_id="x3", source="portal")
+    registry.notify(
+        "invoicesync_document_exported",
+        on_error=lambda name, exc: errors.append((name, exc)),
+        document=document,
+        account_id="explode",
+        remote_name="n.pdf",
+        remote_ref="r",
+    )
+    # The wrapper ran once, before and after both plain implementations, and
+    # the raising one neither stopped the quiet one nor went unreported.
+    assert sys.modules[wrapper].seen == [("before", "portal/x3", "explode"), ("after", 2)]
+    assert sys.modules[events].calls == [("portal/x3", "explode")]
+    assert sys.modules[quiet].calls == ["portal/x3"]
+    assert [(name, str(exc)) for name, exc in errors] == [("events", "listener failed")]
+
+
+RAISING_WRAPPER_PLUGIN = """
+from invoicesync.plugins import hookimpl
+
+@hookimpl(wrapper=True)
+def invoicesync_document_exported():
+    raise RuntimeError("wrapper broke")
+    yield
+"""
+
+
+def test_a_raising_wrapper_is_named_and_does_not_escape(
+    install_plugin: InstallPlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin("badwrap", RAISING_WRAPPER_PLUGIN)
+    registry = load(monkeypatch, "badwrap")
+    errors: list[tuple[str, Exception]] = []
+    registry.notify(
+        "invoicesync_document_exported",
+        on_error=lambda name, exc: errors.append((name, exc)),
+        document=make_document(external_id="x4"),
+        account_id="a",
+        remote_name="n.pdf",
+        remote_ref="r",
+    )
+    assert [(name, str(exc)) for name, exc in errors] == [("badwrap", "wrapper broke")]

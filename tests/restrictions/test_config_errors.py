@@ -6,8 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from invoicesync.connectors_builtin.checks import BUILTIN_CHECKS
 from invoicesync.daemon.restrictions import RestrictionsConfig, compile_restrictions
-from invoicesync.daemon.restrictions.builtin_checks import BUILTIN_CHECKS
 from invoicesync.plugins.errors import ConfigurationError
 from pydantic import ValidationError
 

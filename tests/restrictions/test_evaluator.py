@@ -12,17 +12,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from invoicesync.connectors_builtin.checks import FilenameCheck
+from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.daemon.restrictions import (
     Check,
     Decision,
     RestrictionsConfig,
     compile_restrictions,
 )
-from invoicesync.daemon.restrictions.builtin_checks import FilenameCheck
 from invoicesync.daemon.restrictions.periods import day_start_utc
 from invoicesync.plugins.checks import AttributeCheck, CheckOutcome
 from invoicesync.plugins.hookspecs import hookimpl
-from invoicesync.plugins.manager import load_plugins
 from invoicesync.plugins.models import Document
 from pydantic import BaseModel, ConfigDict
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -12,7 +16,6 @@ import paperless_fixtures
 import pytest
 from fake_paperless import FakePaperless
 from invoicesync.plugins import DocumentType, ExportItem, PermanentError, TransientError
-from invoicesync.plugins.manager import load_plugins
 from invoicesync.plugins.testing import BreakingStream, make_export_item
 from invoicesync_paperless import PaperlessOptions, PaperlessTarget
 from paperless_fixtures import MakeTarget
@@ -253,10 +256,17 @@ def test_the_token_stays_out_of_reprs_and_schemas() -> None:
     assert "token" in PaperlessOptions.model_json_schema()["properties"]
 
 
-def test_the_entry_point_registers_the_target(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INVOICESYNC_PLUGINS", "paperless")
-    registry = load_plugins()
-    assert registry.target_type("paperless") is PaperlessTarget
-    info = next(p for p in registry.plugins if p.name == "paperless")
-    assert info.as_dict()["targets"] == ["paperless"]
-    assert info.version == "0.1.0" and not info.builtin
+def test_the_entry_point_registers_the_target() -> None:
+    # Through the public interface (`invoicesync plugins --json`), not the
+    # host's internals: what a user sees after `pip install`.
+    invoicesync = Path(sys.executable).with_name("invoicesync")
+    env = {**os.environ, "INVOICESYNC_PLUGINS": "paperless"}
+    listed = subprocess.run(
+        [str(invoicesync), "plugins", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    plugins = json.loads(listed.stdout)
+    info = next(p for p in plugins if p["name"] == "paperless")
+    assert info["targets"] == ["paperless"]
+    assert info["module"] == "invoicesync_paperless"
+    assert info["version"] == "0.1.0" and not info["builtin"]
+    assert PaperlessTarget.type_name == "paperless"

@@ -1,6 +1,9 @@
-"""Loading plugins: built-ins first, then entry points, then strict validation.
+"""The host side of plugins: which exist, in what order, and how hooks are called.
 
-Built-in connectors are registered through exactly the same hooks as
+This is the daemon's half of the plugin system; ``invoicesync.plugins`` holds
+only what a plugin author uses (hook markers, models, base classes). Loading
+goes built-ins first, then entry points, then strict validation. Built-in
+connectors and restriction checks are registered through exactly the same hooks as
 third-party plugins. Third-party packages register under the entry point group
 ``invoicesync``; ``INVOICESYNC_PLUGINS=name,name`` limits which entry points
 load (built-ins always load). Any plugin that fails to import, implements an
@@ -22,16 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
-
-from . import hookspecs
-from .checks import AttributeCheck
-from .connectors import Source, Target
-from .errors import PluginError
-from .models import Document
+from invoicesync.plugins import hookspecs
+from invoicesync.plugins.checks import AttributeCheck
+from invoicesync.plugins.connectors import Source, Target
+from invoicesync.plugins.errors import PluginError
+from invoicesync.plugins.models import Document
 
 __all__ = [
     "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "ISOLATED_HOOKS",
+    "Answer",
     "PluginInfo",
     "PluginRegistry",
     "load_plugins",
@@ -50,7 +54,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("rclone", "invoicesync.connectors_builtin.rclone"),
     ("sftp", "invoicesync.connectors_builtin.sftp"),
     ("email", "invoicesync.connectors_builtin.email"),
-    ("restriction-checks", "invoicesync.daemon.restrictions.builtin_checks"),
+    ("restriction-checks", "invoicesync.connectors_builtin.checks"),
 )
 
 
@@ -127,25 +131,91 @@ class PluginRegistry:
         on_error: Callable[[str, Exception], None] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Call an event hook on every plugin, each failure isolated.
+        """Call an event hook through pluggy, each plugin's failure isolated.
 
         Event hooks must never raise, but a buggy plugin must not stop an
         import or an export either: a plugin that raises is reported to
-        ``on_error(plugin_name, exception)`` and the other plugins still run.
+        ``on_error(plugin_name, exception)`` and the other plugins still run
+        (see :func:`_isolate`). Plugins' ``wrapper``/``hookwrapper``
+        implementations wrap the call as pluggy defines.
         """
-        caller = getattr(self.manager.hook, hook_name)
-        # pluggy calls the last registered implementation first; keep that order.
-        for impl in reversed(caller.get_hookimpls()):
-            plugin_name = self.manager.get_name(impl.plugin) or repr(impl.plugin)
-            if self.trace is not None:
-                self.trace(f"hook {hook_name}({_render_args(kwargs)}) -> {plugin_name}")
-            try:
-                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            except Exception as exc:
-                if self.trace is not None:
-                    self.trace(f"hook {hook_name} in {plugin_name} raised {type(exc).__name__}")
-                if on_error is not None:
-                    on_error(plugin_name, exc)
+        try:
+            answers = getattr(self.manager.hook, hook_name)(**kwargs)
+        except Exception as exc:
+            # Only a wrapper can make the call itself raise: every plain
+            # implementation of an isolated hook is guarded.
+            if on_error is not None:
+                on_error(_wrapper_names(self.manager, hook_name), exc)
+            return
+        if on_error is None:
+            return
+        for answer in answers:
+            if isinstance(answer, Answer) and answer.error is not None:
+                on_error(answer.plugin, answer.error)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one plugin's implementation of an isolated hook gave back.
+
+    pluggy collects one result per implementation; for the hooks in
+    :data:`ISOLATED_HOOKS` that result is an ``Answer`` naming the plugin,
+    so a caller knows who returned what and who raised.
+    """
+
+    plugin: str
+    value: Any = None
+    error: Exception | None = None
+
+
+#: Hooks whose implementations are called each in isolation: an exception is
+#: caught and returned as an :class:`Answer` so one plugin never silences the
+#: others (events), and a failing registration names its plugin.
+ISOLATED_HOOKS = frozenset(
+    {
+        "invoicesync_register_sources",
+        "invoicesync_register_targets",
+        "invoicesync_register_checks",
+        "invoicesync_document_imported",
+        "invoicesync_document_exported",
+    }
+)
+
+
+def _isolate(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Guard each of ``plugin``'s plain implementations of an isolated hook.
+
+    pluggy stops a hook call at the first implementation that raises, and
+    wrappers only see that exception afterwards: there is no pluggy option
+    that lets the remaining implementations run. So the implementation's
+    function itself is replaced by one that turns its result (or exception)
+    into an :class:`Answer`. Calls still go through ``pm.hook.<name>``, with
+    pluggy's ordering, wrappers and call monitoring.
+    """
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.name not in ISOLATED_HOOKS:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                # HookImpl.function is typed Final, but it is a plain slot that
+                # pluggy reads on every call.
+                object.__setattr__(impl, "function", _guarded(impl.function, name))
+
+
+def _guarded(function: Callable[..., Any], plugin: str) -> Callable[..., Answer]:
+    def call(*args: Any) -> Answer:
+        try:
+            return Answer(plugin, function(*args))
+        except Exception as exc:
+            return Answer(plugin, error=exc)
+
+    return call
+
+
+def _wrapper_names(pm: pluggy.PluginManager, hook_name: str) -> str:
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    names = [pm.get_name(i.plugin) or "?" for i in impls if i.wrapper or i.hookwrapper]
+    return ", ".join(names) or "?"
 
 
 def _unknown(kind: str, name: str, known: Iterable[str]) -> str:
@@ -273,6 +343,7 @@ def _register(
     except (pluggy.PluginValidationError, ValueError) as exc:
         raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
     hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+    _isolate(pm, plugin, name)
     if not hooks:
         # Almost always an entry point naming the wrong module: say so now
         # rather than let the plugin's types be "unknown" at configuration time.
@@ -303,15 +374,18 @@ def _collect(
     ]
     owners: dict[tuple[str, str], str] = {}
     for hook_name, attr, table, key_attr, base in kinds:
-        caller = getattr(pm.hook, hook_name)
-        # Registration order (built-ins first), so a conflict names the newcomer.
-        for impl in caller.get_hookimpls():
-            plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+        # pluggy calls the last registered plugin first; registration order
+        # (built-ins first) lets a conflict name the newcomer.
+        answers = getattr(pm.hook, hook_name)()
+        for answer in reversed(answers):
+            if not isinstance(answer, Answer):  # a wrapper replaced the results
+                raise PluginError(f"a wrapper of {hook_name} returned {answer!r}")
+            plugin_name = answer.plugin
             where = f"plugin {plugin_name!r} ({hook_name})"
-            try:
-                provided = impl.function()
-            except Exception as exc:
+            if answer.error is not None:
+                exc = answer.error
                 raise PluginError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+            provided = answer.value
             if provided is None:
                 provided = []
             if not isinstance(provided, list | tuple):
@@ -399,6 +473,18 @@ def _install_tracing(pm: pluggy.PluginManager, trace: Trace) -> None:
         elapsed_ms = (time.perf_counter() - stack.pop()) * 1000
         error = outcome.exception
         status = f"raised {type(error).__name__}" if error is not None else "done"
-        trace(f"hook {hook_name} {status} in {elapsed_ms:.1f} ms")
+        line = f"hook {hook_name} {status} in {elapsed_ms:.1f} ms"
+        answers = [
+            a for a in (outcome.get_result() if error is None else []) if isinstance(a, Answer)
+        ]
+        if any(a.error is not None for a in answers):
+            # Name who failed and who still ran (the isolation at work).
+            line += " -> " + "; ".join(
+                f"{a.plugin} ok"
+                if a.error is None
+                else f"in {a.plugin} raised {type(a.error).__name__}"
+                for a in answers
+            )
+        trace(line)
 
     pm.add_hookcall_monitoring(before, after)
