@@ -575,19 +575,54 @@ def check_config(app: AppContext, connect: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins(app: AppContext, as_json: bool) -> None:
-    """Installed plugins and the connector types and checks each adds."""
-    infos = app.registry.plugins
+    """Installed plugins and the connector types and checks each adds.
+
+    A connector whose optional Python package is missing is marked with what
+    installs it (e.g. `sftp (needs: pip install 'invoicesync[sftp]')`); a
+    configuration using it is invalid until then.
+    """
+    from invoicesync.daemon.extras import missing_requirements
+
+    registry = app.registry
+    needs: dict[str, str] = {}
+    for kind, types in (("source", registry.sources), ("target", registry.targets)):
+        for name, cls in types.items():
+            missing = missing_requirements(cls)
+            if missing:
+                needs[f"{kind}:{name}"] = "pip install " + " ".join(
+                    sorted({f"'{hint}'" for hint in missing.values()})
+                )
     if as_json:
-        click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        out = []
+        for info in registry.plugins:
+            row = info.as_dict()
+            row["missing"] = {
+                key.split(":", 1)[1]: hint
+                for key, hint in needs.items()
+                if key.split(":", 1)[1]
+                in (info.sources if key.startswith("source:") else info.targets)
+            }
+            out.append(row)
+        click.echo(json.dumps(out, indent=2))
         return
+
+    def listing(kind: str, names: list[str]) -> str:
+        return (
+            ", ".join(
+                name + (f" (needs: {needs[f'{kind}:{name}']})" if f"{kind}:{name}" in needs else "")
+                for name in names
+            )
+            or "-"
+        )
+
     table = Table("plugin", "version", "sources", "targets", "checks")
-    for info in infos:
+    for info in registry.plugins:
         table.add_row(
             *_cells(
                 info.name + (" (built-in)" if info.builtin else ""),
                 info.version or __version__,
-                ", ".join(info.sources) or "-",
-                ", ".join(info.targets) or "-",
+                listing("source", info.sources),
+                listing("target", info.targets),
                 ", ".join(info.checks) or "-",
             )
         )

@@ -41,7 +41,7 @@ from .models import (
     SourceDocument,
 )
 
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 """Major.minor of this API. A plugin may check the major number at import."""
 
 __all__ = [

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
+from invoicesync.daemon.extras import install_hint
 from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.plugins.errors import ConfigurationError
 from pydantic import BaseModel, ValidationError
@@ -422,6 +423,11 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
                     "(see `invoicesync plugins`)",
                 )
             )
+            continue
+        missing = install_hint(connector, kind)
+        if missing is not None:
+            loc = (section, index, "type")
+            problems.append(Problem(path, line_of(tree, loc), format_loc(loc), missing))
             continue
         try:
             options, found = resolve_secret_refs(entry["options"])
