@@ -1,7 +1,8 @@
 """The ``invoicesync`` command line (SPEC section 5).
 
 Human output goes to stdout, logs to stderr. Exit codes: 0 all done; 1 some
-documents or connectors failed; 2 usage or configuration error.
+documents or connectors failed; 2 usage or configuration error; 75 some work
+was skipped because another invoicesync process was doing it (``--wait``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from invoicesync.daemon.config.loader import (
     load_config,
 )
 from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.locks import EXIT_BUSY, LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import (
     configure_logging,
@@ -105,13 +107,24 @@ class AppContext:
         return self._loaded
 
     @contextmanager
-    def runtime(self, *, dry_run: bool = False, read_only: bool = False) -> Iterator[Runtime]:
+    def runtime(
+        self,
+        *,
+        dry_run: bool = False,
+        read_only: bool = False,
+        command: str | None = None,
+        lock_wait: LockWait | None = None,
+    ) -> Iterator[Runtime]:
         try:
             rt = open_runtime(
                 self.loaded, self.registry, self.clock, dry_run=dry_run, read_only=read_only
             )
         except ConfigurationError as exc:
             config_invalid([str(exc)], file=self._loaded.path if self._loaded else None)
+        if command is not None:
+            rt.command = command
+        if lock_wait is not None:
+            rt.lock_wait = lock_wait
         try:
             yield rt
         finally:
@@ -145,6 +158,55 @@ class AppContext:
         progress = getattr(self, "_progress", None)
         if progress is not None:
             progress.stop()
+
+
+def exit_code(summaries: Iterable[Any]) -> int:
+    """0 all done; 1 something failed; :data:`EXIT_BUSY` (75) something was
+    left undone because another process was running it (and nothing failed)."""
+    summaries = list(summaries)
+    if any(not s.ok and s.busy is None for s in summaries):
+        return EXIT_FAILED
+    if any(s.busy is not None for s in summaries):
+        return EXIT_BUSY
+    return EXIT_OK
+
+
+def _parse_wait_timeout(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> float | None:
+    if value is None:
+        return None
+    from invoicesync.daemon.config.durations import parse_duration
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def wait_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--wait`` and ``--wait-timeout`` of the commands that take run locks."""
+    func = click.option(
+        "--wait-timeout",
+        callback=_parse_wait_timeout,
+        metavar="DURATION",
+        help="With --wait: give up after this long (30s, 10m, 1h); implies --wait.",
+    )(func)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        help="When another invoicesync process is running a source or account "
+        "(the daemon, another sync), wait for it to finish instead of skipping it "
+        f"(skipped work makes the exit code {EXIT_BUSY}).",
+    )(func)
+
+
+def _lock_wait(wait: bool, timeout: float | None) -> LockWait:
+    return LockWait(wait=wait or timeout is not None, timeout=timeout)
+
+
+def _busy_hint(wait: LockWait) -> str:
+    return "" if wait.wait else "; --wait waits for it"
 
 
 def _cells(*values: object) -> list[Text]:
@@ -292,18 +354,29 @@ def run(app: AppContext) -> None:
 
 @main.command()
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@wait_options
 @click.pass_obj
-def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
-    """Import from the sources now (all of them, or those named), then exit."""
+def fetch(
+    app: AppContext, sources: tuple[str, ...], wait: bool, wait_timeout: float | None
+) -> None:
+    """Import from the sources now (all of them, or those named), then exit.
+
+    A source that another invoicesync process is importing right now is
+    skipped (exit code 75) unless --wait is given.
+    """
     from invoicesync.daemon.engine.sync import fetch as do_fetch
 
     _known(sources, [s.id for s in app.loaded.config.sources], "source")
-    with app.runtime() as rt:
+    lock_wait = _lock_wait(wait, wait_timeout)
+    with app.runtime(command="fetch", lock_wait=lock_wait) as rt:
         try:
             results = do_fetch(rt, sources, progress=app.progress())
         finally:
             app.stop_progress()
     for r in results:
+        if r.busy:
+            app.out.print(f"{r.source}: skipped — {r.busy}{_busy_hint(lock_wait)}", markup=False)
+            continue
         c = r.counts
         app.out.print(
             f"{r.source}: {c['new']} new, {c['new_revision']} changed, {c['metadata']} "
@@ -311,7 +384,7 @@ def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
             + (f" — error: {r.error}" if r.error else ""),
             markup=False,
         )
-    sys.exit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+    sys.exit(exit_code(results))
 
 
 @main.command()
@@ -320,18 +393,31 @@ def fetch(app: AppContext, sources: tuple[str, ...]) -> None:
     "--dry-run", is_flag=True, help="Print what would go where, and why; change nothing anywhere."
 )
 @click.option("--no-fetch", is_flag=True, help="Do not import first; export what the catalog has.")
+@wait_options
 @click.pass_obj
-def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bool) -> None:
+def sync(
+    app: AppContext,
+    accounts: tuple[str, ...],
+    dry_run: bool,
+    no_fetch: bool,
+    wait: bool,
+    wait_timeout: float | None,
+) -> None:
     """Import from every source, then export to the accounts (all, or those named).
 
     With --dry-run nothing is written (catalog, ledger, targets): each planned
     export is printed as ACCOUNT DOCUMENT -> REMOTE-NAME (reason), followed by
     how many documents each restriction check excluded.
+
+    A source or account that another invoicesync process (the daemon, another
+    sync) is running right now is skipped, with a line naming that process,
+    and the exit code is 75; --wait waits for it instead.
     """
     from invoicesync.daemon.engine.sync import sync as do_sync
 
     _known(accounts, [a.id for a in app.loaded.config.exports], "export account")
-    with app.runtime(dry_run=dry_run) as rt:
+    lock_wait = _lock_wait(wait, wait_timeout)
+    with app.runtime(dry_run=dry_run, command="sync", lock_wait=lock_wait) as rt:
         fetch_first = not no_fetch
         if dry_run and fetch_first and not rt.engine.url.drivername.startswith("sqlite"):
             click.echo(
@@ -355,6 +441,11 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
         finally:
             app.stop_progress()
     for imp in result.imports:
+        if imp.busy:
+            app.out.print(
+                f"import {imp.source}: skipped — {imp.busy}{_busy_hint(lock_wait)}", markup=False
+            )
+            continue
         c = imp.counts
         app.out.print(
             f"import {imp.source}: {c['new']} new, {c['new_revision']} changed, "
@@ -362,6 +453,11 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
             markup=False,
         )
     for exp in result.exports:
+        if exp.busy:
+            app.out.print(
+                f"export {exp.account}: skipped — {exp.busy}{_busy_hint(lock_wait)}", markup=False
+            )
+            continue
         c = exp.counts
         done = f"{c['planned']} would be exported" if dry_run else f"{c['exported']} exported"
         line = (
@@ -373,31 +469,45 @@ def sync(app: AppContext, accounts: tuple[str, ...], dry_run: bool, no_fetch: bo
         if exp.error:
             line += f" — error: {exp.error}"
         app.out.print(line, markup=False)
-    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+    sys.exit(exit_code([*result.imports, *result.exports]))
 
 
 @main.command()
 @click.argument("account")
+@wait_options
 @click.pass_obj
-def retry(app: AppContext, account: str) -> None:
-    """Put an account's failed and rejected documents back in line, then export them."""
+def retry(app: AppContext, account: str, wait: bool, wait_timeout: float | None) -> None:
+    """Put an account's failed and rejected documents back in line, then export them.
+
+    While another invoicesync process (the daemon, a sync) exports to the
+    account, nothing is changed and the exit code is 75, unless --wait is
+    given: then it waits for that run to end.
+    """
     from invoicesync.daemon.engine.exporter import run_export
 
     _known((account,), [a.id for a in app.loaded.config.exports], "export account")
-    with app.runtime() as rt:
-        n = rt.ledger.reset_for_retry(account, rt.clock.now())
-        app.out.print(f"{account}: {n} document(s) queued again", markup=False)
+    lock_wait = _lock_wait(wait, wait_timeout)
+    with app.runtime(command="retry", lock_wait=lock_wait) as rt:
         factory = app.progress()
-        summary = run_export(
-            rt, rt.config.export(account), progress=factory(account, None) if factory else None
-        )
-        app.stop_progress()
+        try:
+            summary = run_export(
+                rt,
+                rt.config.export(account),
+                progress=factory(account, None) if factory else None,
+                requeue=True,
+            )
+        finally:
+            app.stop_progress()
+    if summary.busy:
+        app.out.print(f"{account}: skipped — {summary.busy}{_busy_hint(lock_wait)}", markup=False)
+        sys.exit(exit_code([summary]))
     c = summary.counts
+    app.out.print(f"{account}: {summary.requeued} document(s) queued again", markup=False)
     app.out.print(
         f"{account}: {c['exported']} exported, {c['failed']} failed, {c['rejected']} rejected",
         markup=False,
     )
-    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+    sys.exit(exit_code([summary]))
 
 
 # -- looking at the state -------------------------------------------------------------

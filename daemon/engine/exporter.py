@@ -33,6 +33,7 @@ from invoicesync.plugins.errors import ConnectorError, PermanentError, Transient
 from invoicesync.plugins.models import Document
 
 from .failures import report_connector_error
+from .locks import Busy
 from .runtime import Runtime
 
 #: After this many documents in a row failed with transient errors the run
@@ -68,10 +69,19 @@ class ExportSummary:
     planned: list[PlannedExport] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
+    busy: str | None = None
+    """Not run: another process exports to this account (who, and since when)."""
+    requeued: int = 0
+    """Failed and rejected documents put back in line first (``retry``)."""
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.counts["failed"] and not self.counts["rejected"]
+        return (
+            self.error is None
+            and self.busy is None
+            and not self.counts["failed"]
+            and not self.counts["rejected"]
+        )
 
 
 class _AbortRun(Exception):
@@ -387,12 +397,37 @@ def run_export(
     *,
     on_plan: Callable[[PlannedExport], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    requeue: bool = False,
 ) -> ExportSummary:
-    """Export everything eligible and not yet exported to ``account``."""
+    """Export everything eligible and not yet exported to ``account``.
+
+    The account's run lock is held throughout (see :mod:`.locks`): when
+    another process exports to it, the summary says so in ``busy``.
+    ``requeue`` (``invoicesync retry``) first puts failed and rejected
+    documents back in line, under the same lock.
+    """
+    if rt.dry_run:
+        return _run_export(rt, account, on_plan, progress, requeue)
+    try:
+        lease = rt.run_lock("account", account.id, get_logger(account=account.id))
+    except Busy as busy:
+        return ExportSummary(account.id, "", busy=str(busy))
+    with lease:
+        return _run_export(rt, account, on_plan, progress, requeue)
+
+
+def _run_export(
+    rt: Runtime,
+    account: ExportConfig,
+    on_plan: Callable[[PlannedExport], None] | None,
+    progress: Callable[[int], None] | None,
+    requeue: bool,
+) -> ExportSummary:
     started = time.monotonic()
     now = rt.clock.now()
+    requeued = rt.ledger.reset_for_retry(account.id, now) if requeue and not rt.dry_run else 0
     run_id = rt.runs.start("export", account.id, now) if not rt.dry_run else "dry-run"
-    summary = ExportSummary(account.id, run_id)
+    summary = ExportSummary(account.id, run_id, requeued=requeued)
     for key in ("exported", "failed", "rejected", "excluded"):
         summary.counts[key] = 0
     log = get_logger(account=account.id, run_id=run_id)

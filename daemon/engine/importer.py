@@ -9,13 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from invoicesync.daemon.config.models import SourceConfig
 from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.storage.catalog import ImportStatus
 from invoicesync.plugins.models import SkippedDocument, SourceDocument
 
 from .companies import assign_company
-from .failures import report_connector_error
+from .failures import describe_error, report_connector_error
+from .locks import Busy
 from .runtime import Runtime
 
 _LOGGED = {
@@ -35,10 +37,12 @@ class ImportSummary:
     refetch_after: float | None = None
     """Seconds after which the source asked to be fetched again (documents it
     left for later, such as files still being written); None: nothing waits."""
+    busy: str | None = None
+    """Not run: another process imports this source (who, and since when)."""
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.counts["failed"] == 0
+        return self.error is None and self.busy is None and self.counts["failed"] == 0
 
 
 def run_import(
@@ -46,7 +50,26 @@ def run_import(
     source_cfg: SourceConfig,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
-    """Fetch ``source_cfg`` into the catalog; one transaction per document."""
+    """Fetch ``source_cfg`` into the catalog; one transaction per document.
+
+    The source's run lock is held throughout (see :mod:`.locks`): when
+    another process imports it, the summary says so in ``busy``.
+    """
+    if rt.dry_run:
+        return _run_import(rt, source_cfg, progress)
+    try:
+        lease = rt.run_lock("source", source_cfg.id, get_logger(source=source_cfg.id))
+    except Busy as busy:
+        return ImportSummary(source_cfg.id, "", busy=str(busy))
+    with lease:
+        return _run_import(rt, source_cfg, progress)
+
+
+def _run_import(
+    rt: Runtime,
+    source_cfg: SourceConfig,
+    progress: Callable[[int], None] | None,
+) -> ImportSummary:
     started = time.monotonic()
     now = rt.clock.now
     run_id = rt.runs.start("import", source_cfg.id, now())
@@ -136,13 +159,13 @@ def _import_one(
     item = assign_company(source_cfg.assign_company, item)
     try:
         outcome = rt.catalog.store(source_cfg.id, item, now)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, sa.exc.IntegrityError) as exc:
         counts["failed"] += 1
         log.error(
             "document.failed",
             document=f"{source_cfg.id}/{item.external_id}",
             stage="import",
-            reason=str(exc),
+            reason=describe_error(exc) if isinstance(exc, sa.exc.SQLAlchemyError) else str(exc),
         )
         return
     counts[outcome.status.value] += 1

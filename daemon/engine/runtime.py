@@ -32,6 +32,7 @@ from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 from invoicesync.plugins.errors import ConfigurationError
 
 from .clock import Clock
+from .locks import Busy, Holder, Lease, LockWait, RunLocks, SubjectKind, run_locks_for
 
 
 @dataclass
@@ -48,6 +49,12 @@ class Runtime:
     _scratch: Path | None = None
     evaluators: dict[str, Evaluator] = field(default_factory=dict)
     templates: dict[str, FilenameTemplate] = field(default_factory=dict)
+    command: str = "invoicesync"
+    """The command this runtime serves (``sync``, ``run``...): named to
+    other processes that find a source or account busy."""
+    lock_wait: LockWait = field(default_factory=LockWait)
+    """Whether runs wait for a source or account that another process runs."""
+    _locks: RunLocks | None = None
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.engine, self.blobs)
@@ -94,7 +101,40 @@ class Runtime:
             context.state_dir.mkdir(parents=True, exist_ok=True)
         return cls(account.id, self.loaded.export_options[account.id], context)
 
+    @property
+    def locks(self) -> RunLocks:
+        """The run locks of this state (made on first use)."""
+        if self._locks is None:
+            self._locks = run_locks_for(self.engine, self.state_dir, self.command)
+        return self._locks
+
+    def run_lock(self, kind: SubjectKind, ident: str, log: Any) -> Lease:
+        """Take the run lock of a source or account; raise :class:`Busy` if
+        another process holds it (after waiting, when ``lock_wait`` says so).
+
+        Logs ``run.busy`` when the lock is found held (``waiting``: whether
+        this run waits for it) and when waiting gives up.
+        """
+
+        def waiting(holder: Holder) -> None:
+            log.warning("run.busy", waiting=True, **holder.log_fields())
+
+        try:
+            return self.locks.acquire(
+                kind, ident, wait=self.lock_wait, stop=self.stop, on_wait=waiting
+            )
+        except Busy as busy:
+            log.warning(
+                "run.busy",
+                waiting=False,
+                waited_s=None if busy.waited_s is None else round(busy.waited_s, 1),
+                **busy.holder.log_fields(),
+            )
+            raise
+
     def close(self) -> None:
+        if self._locks is not None:
+            self._locks.close()
         self.engine.dispose()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)

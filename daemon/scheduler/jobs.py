@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from invoicesync.daemon.engine.exporter import ExportSummary, run_export
+from invoicesync.daemon.engine.failures import describe_error
 from invoicesync.daemon.engine.importer import ImportSummary, run_import
 from invoicesync.daemon.engine.runtime import Runtime
 from invoicesync.daemon.logging import get_logger
@@ -235,8 +237,11 @@ class Jobs:
             get_logger(**ids).error(
                 "job.error",
                 job=key,
-                error=f"{type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(limit=8),
+                error=describe_error(exc),
+                # A database error's traceback would repeat its SQL.
+                traceback=None
+                if isinstance(exc, sa.exc.SQLAlchemyError)
+                else traceback.format_exc(limit=8),
             )
 
     def _release_all(self, key: str) -> None:

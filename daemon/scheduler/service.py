@@ -49,6 +49,7 @@ from invoicesync.daemon import __version__
 from invoicesync.daemon.config.loader import ConfigError, LoadedConfig, load_config
 from invoicesync.daemon.config.models import ScheduleConfig
 from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.locks import LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
 from invoicesync.daemon.plugin_host import PluginRegistry
@@ -485,6 +486,11 @@ class Daemon:
         # One stop flag for every runtime, so SIGTERM reaches runs that
         # started under an older configuration too.
         rt.stop = self.stop
+        # A job whose source or account another process (a `sync` by hand)
+        # is running waits for it rather than being dropped: a slow run
+        # delays the next one, it never loses it (SPEC section 7).
+        rt.command = "run"
+        rt.lock_wait = LockWait(wait=True)
         return rt
 
     # -- shutdown --------------------------------------------------------------------------

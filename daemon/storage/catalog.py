@@ -155,8 +155,17 @@ class Catalog:
         if updated.rowcount == 0:
             conn.execute(_INSERT_CURSOR, {"source": source_id, "cursor": cursor, "updated_at": now})
 
+    #: How often :meth:`store` starts over after losing a race with another writer.
+    STORE_ATTEMPTS = 3
+
     def store(self, source_id: str, item: SourceDocument, now: datetime) -> ImportOutcome:
-        """Add or update one document (and save its checkpoint) in one transaction."""
+        """Add or update one document (and save its checkpoint) in one transaction.
+
+        Safe against another process storing the same document at the same
+        moment: the loser of the race (its insert of the row or of the
+        revision violates a key) starts over and finds the winner's row,
+        which makes its own write an update or nothing at all.
+        """
         validate_external_id(item.external_id)
         doc_id = document_id(source_id, item.external_id)
         sha, size = self.blobs.put(item.content)
@@ -164,6 +173,25 @@ class Catalog:
             item.media_type or mimetypes.guess_type(item.filename)[0] or "application/octet-stream"
         )
         meta = _metadata_columns(item.metadata)
+        for attempt in range(1, self.STORE_ATTEMPTS + 1):
+            try:
+                return self._store(source_id, doc_id, item, sha, size, media_type, meta, now)
+            except sa.exc.IntegrityError:
+                if attempt == self.STORE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store(
+        self,
+        source_id: str,
+        doc_id: str,
+        item: SourceDocument,
+        sha: str,
+        size: int,
+        media_type: str,
+        meta: dict[str, Any],
+        now: datetime,
+    ) -> ImportOutcome:
         # Statements take their values as execution parameters (not .values()),
         # so SQLAlchemy compiles each statement once and reuses it: this is
         # the hot path of every import.
