@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 from invoicesync.plugins import ConfigurationError, ConnectorContext, PermanentError, TransientError
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 __all__ = [
     "MAX_COMPONENT_BYTES",
@@ -47,7 +47,22 @@ def _duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=86400)]
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    Field(gt=0, le=86400),
+    # pydantic cannot express the bounds of a value that arrives as a string
+    # (it would print the non-standard keywords gt/le): the schema says it.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+                {"type": "string", "pattern": _DURATION.pattern},
+            ],
+            "examples": ["30s", "5m", "1h", 60],
+        }
+    ),
+]
 """Seconds, written as a number or as ``30s``, ``5m``, ``1h``."""
 
 

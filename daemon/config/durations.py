@@ -13,13 +13,17 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"15m"`` -> 15 minutes. Numbers are seconds. Raises ValueError otherwise."""
+    """``"15m"`` -> 15 minutes. A bare number (no unit) is refused; so is anything else."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 15m, 1h or 1d")
     if isinstance(value, int | float):
-        seconds = float(value)
+        # `every: 15` would silently mean 15 seconds where 15 minutes was
+        # likely meant: a duration in the configuration always has a unit.
+        raise ValueError(
+            f"{value!r} has no unit: write {value:g}s, {value:g}m, {value:g}h or {value:g}d"
+        )
     else:
         match = _DURATION.match(str(value))
         if not match:
@@ -51,4 +55,4 @@ Duration = Annotated[
         }
     ),
 ]
-"""A pydantic field type accepting ``30s``/``15m``/``1h``/``1d`` (or seconds)."""
+"""A pydantic field type accepting ``30s``/``15m``/``1h``/``1d`` (a string with a unit)."""
