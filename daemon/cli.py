@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -570,7 +570,7 @@ def status(app: AppContext, account: str | None, as_json: bool) -> None:
     with app.runtime(read_only=True) as rt:
         rows = [account_status(rt, a) for a in accounts]
     if as_json:
-        click.echo(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2, default=_json_value))
         return
     table = Table(
         "account",
@@ -625,7 +625,7 @@ def documents(
         rows = document_states(rt, accounts, state, limit)
         if as_json:
             for row in rows:
-                click.echo(json.dumps(row, default=str))
+                click.echo(json.dumps(row, default=_json_value))
             return
         table = Table("document", "type", "company", "date", "gross", *(a.id for a in accounts))
         for row in rows:
@@ -781,26 +781,42 @@ def secret() -> None:
 )
 @click.argument("name")
 def secret_set(name: str, allow_insecure_keyring: bool) -> None:
-    """Prompt for a secret (not echoed) and store it in the keyring as NAME.
+    """Store a secret in the keyring as NAME: typed at a prompt (not echoed), or piped in.
 
+    On a terminal it asks twice; otherwise it reads standard input (one
+    trailing newline is dropped), so scripts can do
+    `printf %s "$PW" | invoicesync secret set NAME`.
     A keyring backend that keeps secrets in a plain-text file is refused unless
-    --allow-insecure-keyring is given.
+    --allow-insecure-keyring is given; with no keyring backend at all it fails
+    at once, before asking.
     """
     from invoicesync.daemon.config.secrets import (
         SecretError,
         insecure_keyring_backend,
+        keyring_available,
         refuse_insecure_keyring,
         set_secret,
     )
 
+    # Refuse before prompting: nobody should type a secret for nothing.
+    if not keyring_available():
+        fail(
+            f"cannot store secret {name!r}: no keyring backend on this machine (typical "
+            "for a headless server); use env:VAR or credential:NAME in the configuration "
+            "instead (see docs/secrets.md)"
+        )
     insecure = insecure_keyring_backend()
     if not allow_insecure_keyring:
-        # Refuse before prompting: nobody should type a secret for nothing.
         try:
             refuse_insecure_keyring(name)
         except SecretError as exc:
             fail(str(exc))
-    value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    if sys.stdin.isatty():
+        value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read()
+        value = value[:-1] if value.endswith("\n") else value
+        value = value[:-1] if value.endswith("\r") else value
     if insecure:
         click.echo(
             f"warning: the keyring backend {insecure} stores {name!r} in PLAIN TEXT "
@@ -825,6 +841,13 @@ def secret_delete(name: str) -> None:
     except SecretError as exc:
         fail(str(exc))
     click.echo(f"deleted {name}")
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for what json cannot encode: timestamps and dates in ISO 8601 (with ``T``)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
 
 
 def _known(given: tuple[str, ...] | list[str], known: list[str], what: str) -> None:
