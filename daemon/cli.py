@@ -642,6 +642,34 @@ def documents(
         app.out.print(table)
 
 
+@main.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def backup(app: AppContext, path: Path) -> None:
+    """Copy the state (catalog, content, connectors' cursors) into the new folder PATH.
+
+    Safe while `invoicesync run` or a sync is working: the SQLite catalog is
+    copied with SQLite's online backup API (a consistent snapshot), then the
+    content blobs. To restore, stop the daemon and copy PATH's contents into an
+    empty state folder. A PostgreSQL catalog is backed up with pg_dump
+    instead; see docs/operations.md.
+    """
+    from invoicesync.daemon.storage.backup import BackupError, backup_state
+    from invoicesync.daemon.storage.database import database_url
+
+    cfg = app.loaded.config
+    state = Path(cfg.state)
+    try:
+        summary = backup_state(state, database_url(state, cfg.database), path)
+    except BackupError as exc:
+        fail(str(exc))
+    app.out.print(
+        f"backed up {state} to {summary.path}: catalog {summary.catalog_bytes:,} bytes, "
+        f"{summary.blobs:,} content file(s), {summary.blob_bytes:,} bytes",
+        markup=False,
+    )
+
+
 # -- configuration and plugins ----------------------------------------------------------
 
 
