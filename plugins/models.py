@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from pydantic import (
     AfterValidator,
@@ -139,8 +139,13 @@ class DocumentMetadata(BaseModel):
 class SourceDocument:
     """One document as a source hands it to the catalog.
 
-    ``content`` is either the bytes themselves or the path of a local file that
-    the catalog copies (large attachments need not sit in memory).
+    ``content`` is the bytes themselves, the path of a local file that the
+    catalog copies (large attachments need not sit in memory), or (since plugin
+    API 1.2) a binary file object open for reading, seekable, which the engine
+    reads from its start (it may read it more than once). A file object lets a
+    source deliver exactly what it opened and checked, with no second lookup
+    by path; it must stay open until the generator is resumed, and the source
+    closes it then (the ``folder`` source does this).
     ``cursor`` is an optional checkpoint: once this document is stored, the
     source may resume from that cursor after an interruption. The catalog saves
     the document and the checkpoint in one transaction.
@@ -148,7 +153,7 @@ class SourceDocument:
 
     external_id: str
     filename: str
-    content: bytes | Path
+    content: bytes | Path | BinaryIO
     media_type: str | None = None
     metadata: DocumentMetadata = field(default_factory=DocumentMetadata)
     cursor: str | None = None

@@ -77,7 +77,13 @@ def commit(item: SourceDocument | SkippedDocument, run: FetchRun) -> None:
         return
     content = item.content
     was_path = isinstance(content, Path)
-    data = content.read_bytes() if isinstance(content, Path) else content
+    if isinstance(content, Path):
+        data = content.read_bytes()
+    elif isinstance(content, bytes):
+        data = content
+    else:  # an open file: readable only until the generator is resumed
+        content.seek(0)
+        data = content.read()
     run.stored.append(
         Stored(item.external_id, item.filename, data, item.media_type, item, was_path)
     )

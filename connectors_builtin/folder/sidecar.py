@@ -30,15 +30,21 @@ every error names the JSON path of the bad value (``tags[2]``,
 from __future__ import annotations
 
 import json
+import os
 import re
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from invoicesync.plugins import Document, DocumentMetadata
 from pydantic import ValidationError
 
-__all__ = ["EXPORT_ONLY_KEYS", "MAX_SIDECAR_BYTES", "SidecarError", "parse_sidecar"]
+__all__ = [
+    "EXPORT_ONLY_KEYS",
+    "MAX_SIDECAR_BYTES",
+    "SidecarError",
+    "parse_sidecar_bytes",
+    "parse_sidecar_file",
+]
 
 MAX_SIDECAR_BYTES = 1024 * 1024
 """Larger sidecars are refused: real ones are a few hundred bytes."""
@@ -180,11 +186,21 @@ def parse_sidecar_bytes(raw: bytes, default_company: str | None) -> DocumentMeta
     return meta
 
 
-def parse_sidecar(path: Path, default_company: str | None) -> DocumentMetadata:
-    """Read and parse the sidecar at ``path`` (see the module documentation)."""
+def parse_sidecar_file(fd: int, default_company: str | None) -> DocumentMetadata:
+    """Read and parse the sidecar open as ``fd`` (see the module documentation).
+
+    The caller opened (and checked) the handle; it stays open. At most
+    :data:`MAX_SIDECAR_BYTES` + 1 bytes are read, whatever the file's size.
+    """
+    chunks: list[bytes] = []
+    left = MAX_SIDECAR_BYTES + 1
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_SIDECAR_BYTES + 1)
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
     except OSError as exc:
         raise SidecarError(f"cannot read: {exc.strerror or exc}") from None
-    return parse_sidecar_bytes(raw, default_company)
+    return parse_sidecar_bytes(b"".join(chunks), default_company)

@@ -15,11 +15,20 @@ Rules (also in docs/connectors/builtin.md):
   is imported as a document of its own (a JSON e-invoice is a document too).
 - A malformed sidecar yields a :class:`SkippedDocument` naming the sidecar and
   the JSON path of the bad value; the other files import.
+- Files are read through handles, never by path (see :mod:`.handles`): each
+  folder is opened relative to its parent's handle without following links,
+  each file relative to its folder's handle with ``O_NOFOLLOW|O_NONBLOCK``,
+  and the open handle must be a regular file; size, mtime, content and hash
+  all come from that handle. A file or folder swapped for a symbolic link or
+  a FIFO while the walk runs is judged by what it is when opened.
 - A symbolic link to a file is followed only when it resolves inside
-  ``path``; a link that points outside, or nowhere, yields a skipped document
-  saying so. Links to folders inside ``path`` are not entered (the folder is
-  imported in its own place, and link loops cannot arise); links to folders
-  outside are reported as skipped.
+  ``path``; its target is then opened from the root's handle, component by
+  component, without following links. A link that points outside, or
+  nowhere, yields a skipped document saying so. Links to folders inside
+  ``path`` are not entered (the folder is imported in its own place, and link
+  loops cannot arise); links to folders outside are reported as skipped.
+- Folders nested more than :data:`MAX_DEPTH` levels deep are reported and not
+  entered.
 - ``fingerprint`` is size and modification time (ns) of the file and of its
   sidecar: the catalog skips unchanged files without reading them.
 - ``stable_for``: a file whose size or mtime (or its sidecar's) changed less
@@ -36,11 +45,12 @@ Rules (also in docs/connectors/builtin.md):
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,7 +69,16 @@ from invoicesync.plugins import (
 )
 from pydantic import Field, WithJsonSchema, field_validator
 
-from .sidecar import SidecarError, parse_sidecar
+from .handles import (
+    SYMLINK_ERRNOS,
+    NotRegularFile,
+    Root,
+    kind_of,
+    open_dir_at,
+    open_file_at,
+    open_root,
+)
+from .sidecar import SidecarError, parse_sidecar_file
 from .stability import StabilityTracker
 
 __all__ = ["FolderSource", "FolderSourceOptions", "is_ignored_name"]
@@ -67,6 +86,10 @@ __all__ = ["FolderSource", "FolderSourceOptions", "is_ignored_name"]
 _TEMP_SUFFIXES = ("~", ".part", ".tmp", ".crdownload")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DEPTH = 100
+"""Folders nested deeper are not entered: the walk holds one open handle per level."""
+
+Item = SourceDocument | SkippedDocument
 
 
 def is_ignored_name(name: str) -> bool:
@@ -125,13 +148,23 @@ class FolderSourceOptions(ConnectorOptions):
 
 @dataclass
 class _Dir:
-    """A folder being walked: its sorted entries and where we are in them."""
+    """A folder being walked: its open handle, sorted entries and where we are in them."""
 
     rel: str  # POSIX path relative to the root, "" for the root itself
+    fd: int  # the folder's own handle: every name below is opened relative to it
     entries: list[os.DirEntry[str]]
     by_name: dict[str, os.DirEntry[str]]
     claimed: set[str]  # .json names that are sidecars of some file here
     position: int = 0
+
+
+class _Refused(Exception):
+    """A file or link the walk will not read; ``quiet`` ones are no error."""
+
+    def __init__(self, reason: str, *, quiet: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.quiet = quiet
 
 
 def _sidecar_names(name: str) -> tuple[str, str]:
@@ -190,7 +223,12 @@ class FolderSource(Source[FolderSourceOptions]):
                 return False
             # Hidden and temporary names are never documents; a hidden folder
             # is not entered. Sidecars (.json) do count: they carry metadata.
-            return not any(is_ignored_name(part) for part in parts)
+            if any(is_ignored_name(part) for part in parts):
+                return False
+            # The watcher (inotify through watchfiles) follows links to
+            # folders, also outside the root; the walk never does, so a change
+            # seen through a link is no reason to import.
+            return not _through_link(root, parts[:-1])
 
         return WatchSpec(paths=(root,), recursive=recursive, relevant=relevant)
 
@@ -198,27 +236,49 @@ class FolderSource(Source[FolderSourceOptions]):
         """Walk the folder and yield every document (see the module docs)."""
         self.refetch_after = None
         try:
-            root = self._root()
+            self._root()
+            root = open_root(str(self.options.path))
         except ConnectorError as exc:
             # At fetch time a missing folder is usually an unmounted share:
             # worth retrying, unlike a typo found by check-config.
             raise TransientError(str(exc)) from None
+        except OSError as exc:
+            raise TransientError(
+                f"folder source {self.id}: cannot open {self.options.path}: {exc.strerror}"
+            ) from None
         tracker = (
             StabilityTracker(self.options.stable_for, self.context.state_dir)
             if self.options.stable_for > 0
             else None
         )
-        yield from self._walk(root, tracker)
+        try:
+            yield from self._walk(root, tracker)
+        finally:
+            root.close()
         if tracker is not None:
             tracker.save()
             self.refetch_after = tracker.soonest
         return None
 
     # -- the walk -------------------------------------------------------------
+    #
+    # Every name is opened relative to its folder's handle, never by path, and
+    # what was opened is judged by fstat of the handle, not by the listing
+    # (see .handles): a name swapped for a link or a FIFO between listing and
+    # opening is caught by the open itself.
 
-    def _open_dir(self, path: str, rel: str) -> _Dir:
-        with os.scandir(path) as it:
-            entries = sorted((e for e in it if not is_ignored_name(e.name)), key=lambda e: e.name)
+    def _list(self, fd: int) -> list[os.DirEntry[str]]:
+        """The entries of the folder open as ``fd``, ignored names left out, sorted."""
+        with os.scandir(fd) as it:
+            return sorted((e for e in it if not is_ignored_name(e.name)), key=lambda e: e.name)
+
+    def _open_dir(self, fd: int, rel: str) -> _Dir:
+        """List the folder open as ``fd`` (the new ``_Dir`` owns the handle)."""
+        try:
+            entries = self._list(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         by_name = {e.name: e for e in entries}
         claimed: set[str] = set()
         for e in entries:
@@ -226,122 +286,227 @@ class FolderSource(Source[FolderSourceOptions]):
             # "2025.json" a sidecar. (is_dir uses the d_type readdir gave.)
             if not e.name.endswith(".json") and not e.is_dir():
                 claimed.update(_sidecar_names(e.name))
-        return _Dir(rel, entries, by_name, claimed)
+        return _Dir(rel, fd, entries, by_name, claimed)
 
-    def _walk(
-        self, root: Path, tracker: StabilityTracker | None
-    ) -> Iterator[SourceDocument | SkippedDocument]:
-        root_str = str(root)
-        root_prefix = root_str.rstrip(os.sep) + os.sep
-        stack = [self._open_dir(root_str, "")]
+    def _walk(self, root: Root, tracker: StabilityTracker | None) -> Iterator[Item]:
+        stack = [self._open_dir(os.dup(root.fd), "")]
         default_metadata = DocumentMetadata(company=self.options.company)
-        while stack:
-            current = stack[-1]
-            if current.position >= len(current.entries):
-                stack.pop()
-                continue
-            entry = current.entries[current.position]
-            current.position += 1
-            rel = f"{current.rel}/{entry.name}" if current.rel else entry.name
-            try:
-                is_link = entry.is_symlink()
-                if is_link:
-                    target = os.path.realpath(entry.path)
-                    if target != root_str and not target.startswith(root_prefix):
+        try:
+            while stack:
+                current = stack[-1]
+                if current.position >= len(current.entries):
+                    os.close(stack.pop().fd)
+                    continue
+                entry = current.entries[current.position]
+                current.position += 1
+                rel = f"{current.rel}/{entry.name}" if current.rel else entry.name
+                try:
+                    if entry.is_symlink():
+                        kind = "link"
+                    elif entry.is_dir(follow_symlinks=False):
+                        kind = "dir"
+                    elif entry.is_file(follow_symlinks=False):
+                        kind = "file"
+                    else:
+                        continue  # FIFOs, sockets, devices: never documents
+                except OSError as exc:
+                    yield SkippedDocument(_printable(rel), f"{rel}: cannot read: {exc.strerror}")
+                    continue
+                if kind == "dir":
+                    if not self.options.recursive:
+                        continue
+                    if len(stack) >= MAX_DEPTH:
                         yield SkippedDocument(
                             _printable(rel),
-                            f"{rel}: symbolic link points outside the folder {root_str}; "
-                            "not followed",
+                            f"{_printable(rel)}: folders nested more than {MAX_DEPTH} levels "
+                            "deep are not entered",
                         )
                         continue
-                    try:
-                        st = os.stat(target)
-                    except FileNotFoundError:
-                        yield SkippedDocument(_printable(rel), f"{rel}: broken symbolic link")
-                        continue
-                    if stat.S_ISDIR(st.st_mode):
-                        # Its target is inside the root, so the walk imports
-                        # that folder in its own place; following the link
-                        # too would import everything twice (or loop).
-                        continue
-                    is_dir = False
-                    is_file = stat.S_ISREG(st.st_mode)
-                else:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
-            except OSError as exc:
-                yield SkippedDocument(_printable(rel), f"{rel}: cannot read: {exc.strerror}")
-                continue
-
-            if is_dir:
-                if not self.options.recursive:
+                    folder = yield from self._enter(root, current, entry.name, rel)
+                    if folder is not None:
+                        stack.append(folder)
                     continue
-                try:
-                    stack.append(self._open_dir(entry.path, rel))
-                except OSError as exc:
-                    yield SkippedDocument(
-                        _printable(rel), f"{rel}: cannot list folder: {exc.strerror}"
-                    )
-                continue
-            if not is_file:
-                continue  # FIFOs, sockets, devices: never documents
-            if entry.name.endswith(".json") and entry.name in current.claimed:
-                continue  # a sidecar, read with its document
-            result = self._document(entry, rel, current, root_prefix, tracker, default_metadata)
-            if result is not None:
-                yield result
+                if entry.name.endswith(".json") and entry.name in current.claimed:
+                    continue  # a sidecar, read with its document
+                result = self._document(
+                    root, current, entry.name, rel, kind == "link", tracker, default_metadata
+                )
+                if isinstance(result, SourceDocument):
+                    content = result.content
+                    try:
+                        yield result
+                    finally:
+                        # The engine has stored it (or given up) once we are
+                        # resumed: the handle has served its purpose.
+                        if isinstance(content, io.BufferedReader):
+                            content.close()
+                elif result is not None:
+                    yield result
+        finally:
+            for folder in stack:
+                os.close(folder.fd)
+
+    def _enter(
+        self, root: Root, parent: _Dir, name: str, rel: str
+    ) -> Generator[Item, None, _Dir | None]:
+        """Open and list the sub-folder ``name``; None (maybe with a skipped item) if not."""
+        try:
+            fd = open_dir_at(parent.fd, name)
+        except FileNotFoundError:
+            return None  # removed since the listing: nothing to import there
+        except OSError as exc:
+            if exc.errno not in SYMLINK_ERRNOS:
+                yield SkippedDocument(
+                    _printable(rel), f"{_printable(rel)}: cannot list folder: {exc.strerror}"
+                )
+                return None
+            # Not a folder any more: swapped for a symbolic link (or a file)
+            # since the listing. Judge it as what it is now, never enter it.
+            try:
+                fd, _st = self._open_member(root, parent, name, rel, link=True)
+            except _Refused as refused:
+                if not refused.quiet:
+                    yield SkippedDocument(_printable(rel), f"{_printable(rel)}: {refused.reason}")
+                return None
+            except OSError as exc2:
+                yield SkippedDocument(
+                    _printable(rel), f"{_printable(rel)}: cannot read: {exc2.strerror}"
+                )
+                return None
+            os.close(fd)
+            yield SkippedDocument(
+                _printable(rel),
+                f"{_printable(rel)}: changed from a folder into a file while being read; "
+                "it is looked at again at the next run",
+            )
+            return None
+        try:
+            return self._open_dir(fd, rel)
+        except OSError as exc:
+            yield SkippedDocument(
+                _printable(rel), f"{_printable(rel)}: cannot list folder: {exc.strerror}"
+            )
+            return None
+
+    def _open_member(
+        self, root: Root, folder: _Dir, name: str, rel: str, *, link: bool
+    ) -> tuple[int, os.stat_result]:
+        """Open the file ``name`` of ``folder`` for reading: (handle, its fstat).
+
+        A name listed as a regular file is opened without following links; if
+        it has become a link since, or was listed as one (``link``), the link
+        is resolved once and, when it leads inside the root, its target is
+        opened from the root's handle without following any further link.
+        Raises :class:`_Refused` (with the reason) or :class:`OSError`.
+        """
+        if not link:
+            try:
+                return open_file_at(folder.fd, name)
+            except NotRegularFile as exc:
+                raise _Refused(
+                    f"is {kind_of(exc.mode)} now, not a regular file; not read"
+                ) from None
+            except OSError as exc:
+                if exc.errno not in SYMLINK_ERRNOS:
+                    raise
+                # A symbolic link now, though listed as a file: judge it as one.
+        target = os.path.realpath(os.path.join(root.real, rel))
+        inner = root.inside(target)
+        if inner is None:
+            raise _Refused(f"symbolic link points outside the folder {root.real}; not followed")
+        if not inner:
+            raise _Refused("link to the folder itself", quiet=True)
+        try:
+            return root.open_beneath(inner)
+        except FileNotFoundError:
+            raise _Refused("broken symbolic link") from None
+        except NotRegularFile:
+            # A link to a folder inside: that folder is imported in its own
+            # place (following the link too would import it twice, or loop).
+            # FIFOs and devices are never documents.
+            raise _Refused("link to something not a file", quiet=True) from None
+        except OSError as exc:
+            if exc.errno in SYMLINK_ERRNOS:
+                raise _Refused("symbolic link changed while being read; not followed") from None
+            raise
 
     def _document(
         self,
-        entry: os.DirEntry[str],
-        rel: str,
+        root: Root,
         folder: _Dir,
-        root_prefix: str,
+        name: str,
+        rel: str,
+        link: bool,
         tracker: StabilityTracker | None,
         metadata: DocumentMetadata,
     ) -> SourceDocument | SkippedDocument | None:
+        shown = _printable(rel)
         try:
             rel.encode("utf-8")
         except UnicodeEncodeError:
-            return SkippedDocument(
-                _printable(rel), f"{_printable(rel)}: file name is not valid UTF-8; rename it"
-            )
+            return SkippedDocument(shown, f"{shown}: file name is not valid UTF-8; rename it")
         try:
-            st = entry.stat()  # follows a link (already known to stay inside)
+            fd, st = self._open_member(root, folder, name, rel, link=link)
+        except FileNotFoundError:
+            return None  # removed since the listing
+        except _Refused as refused:
+            return None if refused.quiet else SkippedDocument(shown, f"{shown}: {refused.reason}")
         except OSError as exc:
-            return SkippedDocument(rel, f"{rel}: cannot read: {exc.strerror}")
+            return SkippedDocument(shown, f"{shown}: cannot read: {exc.strerror}")
+        try:
+            result = self._describe(root, folder, name, rel, fd, st, tracker, metadata)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not isinstance(result, SourceDocument):
+            os.close(fd)
+        return result
+
+    def _describe(
+        self,
+        root: Root,
+        folder: _Dir,
+        name: str,
+        rel: str,
+        fd: int,
+        st: os.stat_result,
+        tracker: StabilityTracker | None,
+        metadata: DocumentMetadata,
+    ) -> SourceDocument | SkippedDocument | None:
+        """The document open as ``fd`` (with ``st`` its fstat), metadata from its sidecar."""
         fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
         newest = st.st_mtime
-        sidecar = self._find_sidecar(entry.name, folder)
+        sidecar = self._find_sidecar(name, folder)
         if sidecar is not None:
             sidecar_rel = f"{folder.rel}/{sidecar.name}" if folder.rel else sidecar.name
             try:
-                if sidecar.is_symlink():
-                    target = os.path.realpath(sidecar.path)
-                    if not target.startswith(root_prefix):
-                        return SkippedDocument(
-                            rel,
-                            f"sidecar {sidecar_rel}: symbolic link points outside the "
-                            "folder; not followed",
-                        )
-                sc_st = sidecar.stat()
+                sc_fd, sc_st = self._open_member(
+                    root, folder, sidecar.name, sidecar_rel, link=sidecar.is_symlink()
+                )
+            except _Refused as refused:
+                reason = "not a regular file; not read" if refused.quiet else refused.reason
+                return SkippedDocument(rel, f"sidecar {sidecar_rel}: {reason}")
+            except OSError as exc:
+                return SkippedDocument(rel, f"sidecar {sidecar_rel}: cannot read: {exc.strerror}")
+            try:
                 fingerprint += f"+{sidecar.name}:{sc_st.st_size}:{sc_st.st_mtime_ns}"
                 newest = max(newest, sc_st.st_mtime)
                 if self._unstable(tracker, rel, fingerprint, newest):
                     return None
-                metadata = parse_sidecar(Path(sidecar.path), self.options.company)
+                metadata = parse_sidecar_file(sc_fd, self.options.company)
             except SidecarError as exc:
                 return SkippedDocument(rel, f"sidecar {sidecar_rel}: {exc}")
-            except OSError as exc:
-                return SkippedDocument(rel, f"sidecar {sidecar_rel}: cannot read: {exc.strerror}")
+            finally:
+                os.close(sc_fd)
         elif self._unstable(tracker, rel, fingerprint, newest):
             return None
 
-        media_type, _ = mimetypes.guess_type(entry.name, strict=False)
+        media_type, _ = mimetypes.guess_type(name, strict=False)
         return SourceDocument(
             external_id=rel,
-            filename=entry.name,
-            content=Path(entry.path),
+            filename=name,
+            # The content is read from this very handle: never re-opened by path.
+            content=os.fdopen(fd, "rb"),
             media_type=media_type,
             metadata=metadata,
             fingerprint=fingerprint,
@@ -378,6 +543,19 @@ class FolderSource(Source[FolderSourceOptions]):
             if entry is not None and not entry.is_dir():
                 return entry
         return None
+
+
+def _through_link(root: Path, folders: tuple[str, ...]) -> bool:
+    """True when one of ``folders`` (the path below ``root``) is a symbolic link (or gone)."""
+    path = root
+    for name in folders:
+        path = path / name
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return True
+        except OSError:
+            return False  # gone again: the walk will see what is there
+    return False
 
 
 def _printable(rel: str) -> str:

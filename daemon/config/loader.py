@@ -255,17 +255,108 @@ def _indent_hint(message: str) -> str:
     )
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse YAML keeping line numbers; a syntax error becomes a ConfigError."""
+MAX_FILE_BYTES = 1024 * 1024
+"""A configuration is a few kilobytes; anything above this is refused unread."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists (the schema needs about 8)."""
+MAX_VALUES = 100_000
+"""Most values (scalars, mappings, lists) the document may hold once aliases are
+expanded: a "billion laughs" file of a few hundred bytes expands to 9**9 values."""
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([Problem(path, None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Problem(path, None, "", f"cannot read: {exc}")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(path, None, "", f"cannot read: {exc.strerror}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([Problem(
+            path, None, "",
+            f"the file is {max(size, len(data))} bytes; at most {MAX_FILE_BYTES} bytes are "
+            "accepted (a configuration is a few kilobytes: is this the right file?)",
+        )])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(path, None, "", f"cannot read: not UTF-8 ({exc})")]) from None
+
+
+def check_yaml_limits(path: Path, text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and aliases expanding past MAX_VALUES.
+
+    Runs over ruamel's event stream, whose parser keeps its own stack (the
+    composer and our tree walks recurse, so a 5,000-deep document must never
+    reach them), and counts every value as it would be after alias expansion,
+    without expanding anything: memory stays proportional to the file.
+    """
+    from ruamel.yaml.events import (
+        AliasEvent,
+        CollectionEndEvent,
+        CollectionStartEvent,
+        ScalarEvent,
+    )
+
+    def refuse(event: Any, message: str) -> ConfigError:
+        return ConfigError([Problem(path, event.start_mark.line + 1, "", message)])
+
+    # One frame per open mapping or list: its anchor (or None) and its size so far.
+    frames: list[tuple[str | None, int]] = []
+    sizes: dict[str, int] = {}  # anchor -> values in the anchored node, expanded
+    total = 0
+    for event in YAML(typ="rt").parse(text):
+        if isinstance(event, ScalarEvent | AliasEvent):
+            if isinstance(event, AliasEvent):
+                size = sizes.get(event.anchor)
+                if size is None:
+                    if any(anchor == event.anchor for anchor, _n in frames):
+                        raise refuse(
+                            event, f"alias *{event.anchor} refers to a node that contains it"
+                        )
+                    raise refuse(event, f"alias *{event.anchor} has no anchor &{event.anchor}")
+            else:
+                size = 1
+                if event.anchor:
+                    sizes[event.anchor] = 1
+            total += size
+            if frames:
+                anchor, n = frames[-1]
+                frames[-1] = (anchor, n + size)
+        elif isinstance(event, CollectionStartEvent):
+            total += 1
+            frames.append((event.anchor, 1))
+            if len(frames) > MAX_DEPTH:
+                raise refuse(event, f"mappings and lists nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, CollectionEndEvent):
+            anchor, n = frames.pop()
+            if anchor:
+                sizes[anchor] = n
+            if frames:
+                parent, m = frames[-1]
+                frames[-1] = (parent, m + n)
+        if total > MAX_VALUES:
+            raise refuse(
+                event,
+                f"aliases expand to more than {MAX_VALUES} values (an alias bomb?); "
+                "write the values out or use fewer aliases",
+            )
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse YAML keeping line numbers; a syntax error becomes a ConfigError.
+
+    The file's size, nesting depth and alias expansion are bounded first (see
+    :func:`check_yaml_limits`), so hostile input costs neither memory nor a
+    RecursionError.
+    """
+    text = _read_text(path)
     yaml = YAML(typ="rt")
     yaml.Constructor = _Constructor
     try:
+        check_yaml_limits(path, text)
         return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -20,16 +20,24 @@ from __future__ import annotations
 
 import difflib
 from datetime import date
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
+from invoicesync.connectors_builtin.checks.attributes import (
+    AmountRange,
+    ApprovedValue,
+    CurrenciesValue,
+    FieldsValue,
+    PaymentStatusValue,
+    TagsConfig,
+    TypesValue,
+)
+from invoicesync.connectors_builtin.checks.attributes import error as _error
+from invoicesync.connectors_builtin.checks.attributes import raise_at as _raise_at
 from invoicesync.plugins.checks import AttributeCheck
-from invoicesync.plugins.models import DocumentType, PaymentStatus
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -37,7 +45,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 
 from .periods import Preset, parse_span
 
@@ -54,24 +62,6 @@ __all__ = [
     "TagsConfig",
     "validate_check_options",
 ]
-
-
-def _error(message: str) -> PydanticCustomError:
-    # A custom error type keeps pydantic from prefixing "Value error, ".
-    return PydanticCustomError("restrictions", message)
-
-
-def _raise_at(loc: tuple[str | int, ...], message: str, value: Any) -> None:
-    """Raise an error located *below* the model being validated.
-
-    pydantic prefixes the loc of a ValidationError raised inside a validator
-    with the validator's own position, so the final path reads
-    ``restrictions.period.preset`` rather than just ``restrictions.period``.
-    """
-    raise ValidationError.from_exception_data(
-        "restrictions",
-        [InitErrorDetails(type=_error(message), loc=loc, input=value)],
-    )
 
 
 def _context(info: ValidationInfo) -> dict[str, Any]:
@@ -198,89 +188,11 @@ class PeriodConfig(BaseModel):
 
 
 # -- attributes ---------------------------------------------------------------
-
-
-def _not_empty(what: str) -> Any:
-    def check(value: list[Any]) -> list[Any]:
-        if not value:
-            raise _error(
-                f"an empty list of {what} would reject every document; remove the key to accept any"
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-def _text(value: Any) -> Any:
-    # YAML turns `4711` into an int; custom field values are strings, so a
-    # plain integer means its digits. Floats and booleans stay errors: their
-    # text form is ambiguous (`1.50` vs `1.5`, `yes` vs `true`).
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-FieldValue = Annotated[str, BeforeValidator(_text)]
-
-
-def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
-
-
-def _config_amount(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise _error("expected a number such as 100 or '99.95'")
-    if isinstance(value, float):
-        # YAML 99.95 is a binary float; its repr is the shortest decimal that
-        # round-trips, which is what the user typed.
-        return Decimal(repr(value))
-    return value
-
-
-def _finite(value: Decimal | None) -> Decimal | None:
-    if value is not None and not value.is_finite():
-        raise _error("expected a finite number")
-    return value
-
-
-ConfigAmount = Annotated[Decimal, BeforeValidator(_config_amount), AfterValidator(_finite)]
-
-
-def _currency(value: str) -> str:
-    code = value.strip().upper()
-    if len(code) != 3 or not code.isascii() or not code.isalpha():
-        raise _error(f"expected a three-letter ISO 4217 code such as EUR or USD; got {value!r}")
-    return code
-
-
-CurrencyCode = Annotated[str, AfterValidator(_currency)]
-
-
-class TagsConfig(BaseModel):
-    """Tag conditions, all matched case-insensitively."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    any_of: list[str] = Field(default_factory=list)
-    all_of: list[str] = Field(default_factory=list)
-    none_of: list[str] = Field(default_factory=list)
-
-
-class AmountRange(BaseModel):
-    """Inclusive bounds; a document without the amount fails."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min: ConfigAmount | None = None
-    max: ConfigAmount | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> AmountRange:
-        if self.min is None and self.max is None:
-            raise _error("give min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            _raise_at(("min",), f"min {self.min} is greater than max {self.max}", self.min)
-        return self
+#
+# The built-in attribute checks own their value types (they are registered
+# through the plugin hook like a third party's, connectors_builtin/checks);
+# the fields below use those very types, so the configuration format and its
+# JSON Schema stay static and each value is validated by one definition.
 
 
 BUILTIN_ATTRIBUTES = (
@@ -324,33 +236,13 @@ class AttributesConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    types: Annotated[list[DocumentType], _not_empty("types")] | None = None
+    types: TypesValue | None = None
     tags: TagsConfig | None = None
-    payment_status: Annotated[list[PaymentStatus], _not_empty("payment statuses")] | None = None
-    approved: bool | None = None
+    payment_status: PaymentStatusValue | None = None
+    approved: ApprovedValue | None = None
     gross_amount: AmountRange | None = None
-    currencies: Annotated[list[CurrencyCode], _not_empty("currencies")] | None = None
-    fields: (
-        dict[
-            str,
-            Annotated[
-                list[FieldValue],
-                BeforeValidator(_one_or_many),
-                _not_empty("values"),
-            ],
-        ]
-        | None
-    ) = None
-
-    @field_validator("payment_status", mode="before")
-    @classmethod
-    def _status_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("types", "currencies", mode="before")
-    @classmethod
-    def _list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    currencies: CurrenciesValue | None = None
+    fields: FieldsValue | None = None
 
     @model_validator(mode="after")
     def _plugin_checks(self, info: ValidationInfo) -> AttributesConfig:

@@ -21,22 +21,21 @@ clause so the catalog selects candidates in bulk (see :mod:`.sql`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from invoicesync.plugins.checks import AttributeCheck, CheckOutcome
 from invoicesync.plugins.errors import ConfigurationError
 from invoicesync.plugins.models import Document
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 
 from . import sql
 from .config import (
     BUILTIN_ATTRIBUTES,
-    AmountRange,
     AttributesConfig,
     MissingDate,
     OriginsConfig,
@@ -44,7 +43,6 @@ from .config import (
     PeriodConfig,
     RelativeTo,
     RestrictionsConfig,
-    TagsConfig,
     validate_check_options,
 )
 from .periods import DayWindow, local_day, local_today, parse_span, preset_window, span_start
@@ -234,164 +232,18 @@ class _Period(_Rule):
         return f"{subject} {where} ({clock.label})"
 
 
-class _Types(_Rule):
-    name = "attributes.types"
+class _Attribute(_Rule):
+    """An attribute check (built-in or a plugin's: one model), guarded.
 
-    def __init__(self, types: Sequence[str]) -> None:
-        self.values = frozenset(types)
-        self.shown = _listing(types)
+    ``evaluate`` is called once per document; its outcome carries the
+    passed flag and the reason (which a built-in formats only when read).
+    """
 
-    def passes(self, doc: Document, clock: _Clock) -> bool:
-        return doc.type in self.values
-
-    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        return f"type {doc.type} is {'' if passed else 'not '}one of {self.shown}"
-
-
-class _Tags(_Rule):
-    name = "attributes.tags"
-
-    def __init__(self, config: TagsConfig) -> None:
-        self.any_of = frozenset(t.casefold() for t in config.any_of)
-        self.all_of = frozenset(t.casefold() for t in config.all_of)
-        self.none_of = frozenset(t.casefold() for t in config.none_of)
-        self.config = config
-
-    def passes(self, doc: Document, clock: _Clock) -> bool:
-        tags = {t.casefold() for t in doc.tags}
-        return (
-            (not self.any_of or not self.any_of.isdisjoint(tags))
-            and self.all_of <= tags
-            and self.none_of.isdisjoint(tags)
-        )
-
-    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        tags = {t.casefold() for t in doc.tags}
-        shown = "{" + ", ".join(sorted(doc.tags, key=str.casefold)) + "}" if tags else "no tags"
-        parts: list[str] = []
-        if self.any_of:
-            hit = sorted(self.any_of & tags)
-            parts.append(
-                f"has {_listing(hit)} (any_of)"
-                if hit
-                else f"has none of any_of: {_listing(self.config.any_of)}"
-            )
-        if self.all_of:
-            missing = [t for t in self.config.all_of if t.casefold() not in tags]
-            parts.append(
-                f"lacks {_listing(missing)} (all_of)" if missing else "has every tag of all_of"
-            )
-        if self.none_of:
-            bad = [t for t in self.config.none_of if t.casefold() in tags]
-            parts.append(
-                f"has {_listing(bad)} (none_of)" if bad else "has none of the none_of tags"
-            )
-        return f"tags {shown}: " + ("; ".join(parts) if parts else "no tag conditions")
-
-
-class _PaymentStatus(_Rule):
-    name = "attributes.payment_status"
-
-    def __init__(self, statuses: Sequence[str]) -> None:
-        self.values = frozenset(statuses)
-        self.shown = _listing(statuses)
-
-    def passes(self, doc: Document, clock: _Clock) -> bool:
-        return doc.payment_status in self.values
-
-    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        return (
-            f"payment status {doc.payment_status} is {'' if passed else 'not '}one of {self.shown}"
-        )
-
-
-class _Approved(_Rule):
-    name = "attributes.approved"
-
-    def __init__(self, wanted: bool) -> None:
-        self.wanted = wanted
-
-    def passes(self, doc: Document, clock: _Clock) -> bool:
-        return doc.approved is self.wanted
-
-    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        state = "approved" if doc.approved else "not approved"
-        need = "approved" if self.wanted else "not approved"
-        return f"document is {state}" + ("" if passed else f"; the account wants {need}")
-
-
-class _GrossAmount(_Rule):
-    name = "attributes.gross_amount"
-
-    def __init__(self, config: AmountRange) -> None:
-        self.min: Decimal | None = config.min
-        self.max: Decimal | None = config.max
-
-    def passes(self, doc: Document, clock: _Clock) -> bool:
-        amount = doc.gross_amount
-        if amount is None:
-            return False
-        return (self.min is None or amount >= self.min) and (self.max is None or amount <= self.max)
-
-    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        amount = doc.gross_amount
-        if amount is None:
-            return "no gross amount"
-        shown = f"gross amount {amount}" + (f" {doc.currency}" if doc.currency else "")
-        if self.min is not None and amount < self.min:
-            return f"{shown} is below the minimum {self.min}"
-        if self.max is not None and amount > self.max:
-            return f"{shown} is above the maximum {self.max}"
-        lo = "" if self.min is None else f"min {self.min}"
-        hi = "" if self.max is None else f"max {self.max}"
-        return f"{shown} is within {', '.join(p for p in (lo, hi) if p)}"
-
-
-class _Currencies(_Rule):
-    name = "attributes.currencies"
-
-    def __init__(self, currencies: Sequence[str]) -> None:
-        self.values = frozenset(currencies)
-        self.shown = _listing(currencies)
-
-    def passes(self, doc: Document, clock: _Clock) -> bool:
-        return doc.currency is not None and doc.currency in self.values
-
-    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        if doc.currency is None:
-            return f"no currency (wanted one of {self.shown})"
-        return f"currency {doc.currency} is {'' if passed else 'not '}one of {self.shown}"
-
-
-class _Fields(_Rule):
-    name = "attributes.fields"
-
-    def __init__(self, fields: Mapping[str, Sequence[str]]) -> None:
-        self.items = [(key, frozenset(values), _listing(values)) for key, values in fields.items()]
-
-    def passes(self, doc: Document, clock: _Clock) -> bool:
-        fields = doc.fields
-        return all(fields.get(key) in values for key, values, _ in self.items)
-
-    def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        parts = []
-        for key, values, shown in self.items:
-            value = doc.fields.get(key)
-            if value is None:
-                parts.append(f"field {key} is missing (wanted one of {shown})")
-            elif value in values:
-                parts.append(f"field {key} is {value!r}")
-            else:
-                parts.append(f"field {key} is {value!r}, not one of {shown}")
-        return "; ".join(parts)
-
-
-class _Plugin(_Rule):
     def __init__(self, key: str, check: AttributeCheck) -> None:
         self.name = f"attributes.{key}"
         self.check = check
 
-    def _outcome(self, doc: Document) -> CheckOutcome:
+    def outcome(self, doc: Document) -> CheckOutcome:
         # A plugin's bug must not stop a sync or let a document through: the
         # check fails for that document and the reason says why.
         try:
@@ -405,10 +257,10 @@ class _Plugin(_Rule):
         return outcome
 
     def passes(self, doc: Document, clock: _Clock) -> bool:
-        return self._outcome(doc).passed
+        return self.outcome(doc).passed
 
     def reason(self, doc: Document, clock: _Clock, passed: bool) -> str:
-        return self._outcome(doc).reason
+        return self.outcome(doc).reason
 
 
 # -- the evaluator ----------------------------------------------------------------
@@ -484,7 +336,10 @@ class Evaluator:
                 True, [Check("all", True, "no restrictions: the account syncs every document")]
             )
         checks: list[Check] = [
-            _RuleCheck(rule, rule.passes(document, clock), document, clock) for rule in self._rules
+            _OutcomeCheck(rule.name, rule.outcome(document))
+            if isinstance(rule, _Attribute)
+            else _RuleCheck(rule, rule.passes(document, clock), document, clock)
+            for rule in self._rules
         ]
         return Decision(all(c.passed for c in checks), checks)
 
@@ -543,48 +398,62 @@ class _RuleCheck(Check):
         return reason
 
 
+class _OutcomeCheck(Check):
+    """A Check read from an attribute check's outcome (its reason read on access)."""
+
+    __slots__ = ("_outcome",)
+
+    def __init__(self, name: str, outcome: CheckOutcome) -> None:
+        self.name = name
+        self.passed = outcome.passed
+        self._reason = ""
+        self._outcome = outcome
+
+    @property
+    def reason(self) -> str:
+        return self._outcome.reason
+
+
 def _attribute_rules(
     config: AttributesConfig, checks: Mapping[str, type[AttributeCheck]] | None
 ) -> list[_Rule]:
-    rules: list[_Rule] = []
-    if config.types is not None:
-        rules.append(_Types([str(t) for t in config.types]))
-    if config.tags is not None:
-        rules.append(_Tags(config.tags))
-    if config.payment_status is not None:
-        rules.append(_PaymentStatus([str(s) for s in config.payment_status]))
-    if config.approved is not None:
-        rules.append(_Approved(config.approved))
-    if config.gross_amount is not None:
-        rules.append(_GrossAmount(config.gross_amount))
-    if config.currencies is not None:
-        rules.append(_Currencies(config.currencies))
-    if config.fields is not None:
-        rules.append(_Fields(config.fields))
-    plugin_values = config.plugin_options()
-    if plugin_values:
-        if checks is None:
-            from invoicesync.connectors_builtin.checks import BUILTIN_CHECKS
+    """One rule per attribute key given: the built-in keys in their fixed
+    order (SPEC section 2), then the plugins' keys in the order written."""
+    from invoicesync.connectors_builtin.checks import BUILTIN_CHECKS
 
-            checks = {c.key: c for c in BUILTIN_CHECKS}
-        for key, value in plugin_values.items():
-            check = checks.get(key)
-            if check is None:
-                known = ", ".join(sorted({*BUILTIN_ATTRIBUTES, *checks}))
-                raise ConfigurationError(
-                    f"restrictions.attributes.{key}: unknown attribute check {key!r}; "
-                    f"known: {known}"
-                )
-            try:
-                options: BaseModel = validate_check_options(key, value, check)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise ConfigurationError(
-                    f"restrictions.attributes.{where}: {first['msg']}"
-                ) from None
-            rules.append(_Plugin(key, check(options)))
+    builtin = {c.key: c for c in BUILTIN_CHECKS}
+    registered = builtin if checks is None else checks
+    rules: list[_Rule] = []
+    for key in BUILTIN_ATTRIBUTES:
+        value = getattr(config, key)
+        if value is None:
+            continue
+        # Validated already, by the very type the check's Options wraps.
+        builtin_check = registered.get(key) or builtin[key]
+        rules.append(_Attribute(key, builtin_check(_options(builtin_check, value))))
+    for key, value in config.plugin_options().items():
+        check = registered.get(key)
+        if check is None:
+            known = ", ".join(sorted({*BUILTIN_ATTRIBUTES, *registered}))
+            raise ConfigurationError(
+                f"restrictions.attributes.{key}: unknown attribute check {key!r}; known: {known}"
+            )
+        try:
+            options: BaseModel = validate_check_options(key, value, check)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigurationError(f"restrictions.attributes.{where}: {first['msg']}") from None
+        rules.append(_Attribute(key, check(options)))
     return rules
+
+
+def _options(check: type[AttributeCheck], value: Any) -> BaseModel:
+    """A built-in attribute's validated value as its check's ``Options``."""
+    if isinstance(value, BaseModel):
+        return value
+    assert issubclass(check.Options, RootModel)
+    return check.Options.model_construct(value)
 
 
 def compile_restrictions(

@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 CHUNK = 1024 * 1024
 STALE_AFTER_S = 3600
@@ -45,8 +45,9 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return os.path.exists(self._path_str(sha256))
 
-    def put(self, content: bytes | Path) -> tuple[str, int]:
-        """Store ``content`` (bytes or a file to copy); return (sha256, size).
+    def put(self, content: bytes | Path | BinaryIO) -> tuple[str, int]:
+        """Store ``content`` (bytes, a file to copy, or an open binary file
+        read from its start); return (sha256, size).
 
         With ``write=False`` (dry runs) only the hash is computed.
         """
@@ -55,19 +56,12 @@ class BlobStore:
             if self.write and not self.exists(sha):
                 self._store(sha, content)
             return sha, len(content)
-        if not self.write:
-            return self._hash_file(content)
-        with content.open("rb") as src:
-            return self._copy_stream(src)
-
-    def _hash_file(self, path: Path) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        size = 0
-        with path.open("rb") as src:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest(), size
+        if isinstance(content, Path):
+            with content.open("rb") as src:
+                return self._copy_stream(src) if self.write else _hash_stream(src)
+        # An open handle (the folder source's): read it, never its path again.
+        content.seek(0)
+        return self._copy_stream(content) if self.write else _hash_stream(content)
 
     def _copy_stream(self, src: IO[bytes]) -> tuple[str, int]:
         digest = hashlib.sha256()
@@ -128,6 +122,15 @@ class BlobStore:
                     leftover.unlink()
             except OSError:
                 pass
+
+
+def _hash_stream(src: IO[bytes]) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := src.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _replace_making_parent(tmp_name: str, target: str) -> None:

@@ -28,15 +28,24 @@ __all__ = ["SourceConformance"]
 Item = SourceDocument | SkippedDocument
 
 
-def _drain(source: Source[Any], cursor: str | None) -> tuple[list[Item], str | None]:
-    """Run one fetch to the end: the items and the returned cursor."""
+def _drain(
+    source: Source[Any], cursor: str | None, *, check: bool = False
+) -> tuple[list[Item], str | None]:
+    """Run one fetch to the end: the items and the returned cursor.
+
+    With ``check``, each item is checked as it arrives, before the generator
+    is resumed: content given as an open file need only be readable until then.
+    """
     items: list[Item] = []
     gen = source.fetch(cursor)
     while True:
         try:
-            items.append(next(gen))
+            item = next(gen)
         except StopIteration as stop:
             return items, stop.value
+        if check:
+            _check_item(item)
+        items.append(item)
 
 
 def _ids(items: list[Item]) -> list[str]:
@@ -64,9 +73,16 @@ def _check_item(item: object) -> None:
     )
     if isinstance(item.content, bytes):
         assert item.content, f"{where}: content is empty"
-    else:
-        assert isinstance(item.content, Path), f"{where}: content must be bytes or a Path"
+    elif isinstance(item.content, Path):
         assert item.content.is_file(), f"{where}: content path {item.content} is not a file"
+    else:
+        stream = item.content
+        assert callable(getattr(stream, "read", None)) and callable(
+            getattr(stream, "seek", None)
+        ), f"{where}: content must be bytes, a Path or a seekable binary file object"
+        assert not stream.closed, f"{where}: content file is closed before the engine read it"
+        stream.seek(0)
+        assert isinstance(stream.read(1), bytes), f"{where}: content file must be binary"
     assert item.media_type is None or (
         isinstance(item.media_type, str) and "/" in item.media_type
     ), f"{where}: media_type must be a MIME type such as application/pdf or None"
@@ -143,16 +159,15 @@ class SourceConformance(ConformanceBase):
         """A full fetch is a generator of well-formed items that returns a str cursor or None.
 
         Items are SourceDocument or SkippedDocument: non-empty unique ids, bare
-        file names, content as bytes or an existing file, DocumentMetadata.
+        file names, content as bytes, an existing file or an open binary file,
+        DocumentMetadata.
         """
         gen = _closing.fetch(None)
         assert inspect.isgenerator(gen), (
             "fetch() must be a generator (it returns the next cursor as its value)"
         )
         gen.close()
-        items, cursor = _drain(_closing, None)
-        for item in items:
-            _check_item(item)
+        items, cursor = _drain(_closing, None, check=True)
         assert cursor is None or isinstance(cursor, str), (
             f"fetch() must return a str cursor or None, returned {cursor!r}"
         )
@@ -215,14 +230,12 @@ class SourceConformance(ConformanceBase):
             )
         first, cursor = _drain(_closing, None)
         add_document()
-        later, _ = _drain(_closing, cursor)
+        later, _ = _drain(_closing, cursor, check=True)
         new = set(_ids(later)) - set(_ids(first))
         assert len(new) == 1, (
             f"after add_document(), fetching from cursor {cursor!r} should yield exactly "
             f"one unseen id, got {sorted(new)}"
         )
-        for item in later:
-            _check_item(item)
 
     def test_broken_source_check_raises(
         self, broken_source: Source[Any], secret: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -43,7 +44,18 @@ def fetch(root: Path, **options: object) -> dict[str, Item]:
             assert stop.value is None
             return items
         assert item.external_id not in items, f"yielded twice: {item.external_id}"
-        items[item.external_id] = item
+        items[item.external_id] = _read_now(item)
+
+
+def _read_now(item: Item) -> Item:
+    """The item with its content as bytes, read before the walk goes on (and closes it)."""
+    if isinstance(item, SourceDocument) and isinstance(item.content, Path):
+        return dataclasses.replace(item, content=item.content.read_bytes())
+    if isinstance(item, SourceDocument) and not isinstance(item.content, bytes):
+        assert not item.content.closed
+        item.content.seek(0)
+        return dataclasses.replace(item, content=item.content.read())
+    return item
 
 
 def docs(items: dict[str, Item]) -> dict[str, SourceDocument]:
@@ -83,7 +95,7 @@ def test_every_file_is_a_document_with_its_relative_posix_path(root: Path) -> No
     assert list(items) == ["2025/03/scan 1.pdf", "a.xml", "b.pdf", "noext"]  # sorted walk
     doc = docs(items)["2025/03/scan 1.pdf"]
     assert doc.filename == "scan 1.pdf"
-    assert doc.content == root / "2025" / "03" / "scan 1.pdf"  # a Path, not bytes
+    assert doc.content == b"%PDF-1.4 test\n"  # read from the handle the walk opened
     assert doc.media_type == "application/pdf"
     assert docs(items)["a.xml"].media_type in ("application/xml", "text/xml")
     assert doc.cursor is None
@@ -449,3 +461,60 @@ def test_walking_many_folders_finds_every_file(root: Path) -> None:
             (folder / f"{i:04d}.pdf").write_bytes(b"x")
         (folder / "0001.json").write_text('{"number": "1"}')
     assert len(fetch(root)) == 5000
+
+
+def test_inside_link_is_resolved_once_and_opened_without_following(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # alias.pdf -> sub/real.pdf inside the folder. Right after the link is
+    # resolved, "sub" is swapped for a link to an outside tree holding a
+    # "real.pdf" of its own: opening the resolved path again by name would
+    # read the outside file. The walk opens it from the root's handle, one
+    # component at a time, following no link.
+    write(root / "sub" / "real.pdf", b"inside\n")
+    (root / "alias.pdf").symlink_to(root / "sub" / "real.pdf")
+    outside = write(tmp_path / "outside" / "real.pdf", b"SECRET\n").parent
+    real_realpath = os.path.realpath
+    swapped: list[str] = []
+
+    def realpath_then_swap(path: str, **kwargs: bool) -> str:
+        resolved = real_realpath(path, **kwargs)
+        if str(path).endswith("alias.pdf") and not swapped:
+            (root / "sub" / "real.pdf").unlink()
+            (root / "sub").rmdir()
+            (root / "sub").symlink_to(outside)
+            swapped.append(resolved)
+        return resolved
+
+    monkeypatch.setattr(os.path, "realpath", realpath_then_swap)
+    items = fetch(root, recursive=False)
+    assert swapped, "the link was never resolved"
+    assert not any(
+        isinstance(item, SourceDocument) and item.content == b"SECRET\n" for item in items.values()
+    )
+    assert "changed while being read; not followed" in skipped(items)["alias.pdf"]
+
+
+def test_folders_nested_too_deep_are_reported_not_entered(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from invoicesync.connectors_builtin.folder import source as source_module
+
+    monkeypatch.setattr(source_module, "MAX_DEPTH", 3)
+    write(root / "a" / "b" / "ok.pdf")
+    write(root / "a" / "b" / "c" / "deep.pdf")
+    items = fetch(root)
+    assert set(docs(items)) == {"a/b/ok.pdf"}
+    assert "nested more than 3 levels deep" in skipped(items)["a/b/c"]
+
+
+def test_the_walk_leaves_no_handle_open(root: Path) -> None:
+    for i in range(5):
+        write(root / f"d{i}" / "x.pdf")
+        write(root / f"d{i}" / "x.json", '{"number": "1"}')
+    before = len(os.listdir("/proc/self/fd"))
+    gen = make_source(root).fetch(None)
+    next(gen)
+    gen.close()  # abandoned mid-walk, as on shutdown
+    fetch(root)  # and a full walk
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -191,3 +191,18 @@ def test_watch_option_is_a_bool() -> None:
     assert FolderSourceOptions.model_validate({"path": "x"}).watch is False
     with pytest.raises(ValueError):
         FolderSourceOptions.model_validate({"path": "x", "watch": "sometimes"})
+
+
+def test_watch_ignores_changes_seen_through_a_link_to_a_folder(root: Path, tmp_path: Path) -> None:
+    # watchfiles follows links to folders (also outside the root); the walk
+    # never enters them, so their changes must not start imports either.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "linked").symlink_to(outside)
+    (root / "sub").mkdir()
+    spec = source(root, Clock(), watch=True).watch_spec()
+    assert spec is not None and spec.relevant is not None
+    base = spec.paths[0]
+    assert not spec.relevant(base / "linked" / "secret.pdf")
+    assert spec.relevant(base / "linked")  # the link itself appearing: the walk reports it
+    assert spec.relevant(base / "sub" / "scan.pdf")

@@ -6,7 +6,7 @@ import calendar
 import fnmatch
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -752,6 +752,74 @@ def test_plugin_checks_through_the_hook() -> None:
         ("attributes.filename", True, "file name 'invoice.pdf' matches *.pdf"),
     ]
     assert evaluator.accepts(make_doc(fields={"score": "3"}), NOW)
+
+
+class _CountingCheck(AttributeCheck):
+    key = "counted"
+    calls: ClassVar[list[str]] = []
+
+    def evaluate(self, document: Document) -> CheckOutcome:
+        _CountingCheck.calls.append(document.id)
+        return CheckOutcome(False, "counted and refused")
+
+
+def test_a_check_is_evaluated_once_per_document() -> None:
+    """``evaluate`` runs once per document, even when every reason is read
+    (it used to run again to format the reason)."""
+    checks: dict[str, type[AttributeCheck]] = {"counted": _CountingCheck}
+    config = RestrictionsConfig.model_validate(
+        {"attributes": {"counted": None, "types": ["misc"]}}, context={"checks": checks}
+    )
+    evaluator = compile_restrictions(config, BERLIN, checks)
+    _CountingCheck.calls.clear()
+    doc = make_doc()
+    decision = evaluator.evaluate(doc, NOW)
+    assert [str(c) for c in decision.checks] == [
+        "PASS attributes.types: type misc is one of misc",
+        "FAIL attributes.counted: counted and refused",
+    ]
+    assert decision.summary == "attributes.counted: counted and refused"
+    assert _CountingCheck.calls == [doc.id]
+
+
+def test_every_builtin_attribute_check_comes_through_the_hook() -> None:
+    """The built-in attribute checks are registered like a third party's."""
+    from invoicesync.daemon.restrictions.config import BUILTIN_ATTRIBUTES
+
+    registry = load_plugins(entry_points=False)
+    for key in (*BUILTIN_ATTRIBUTES, "filename"):
+        assert issubclass(registry.checks[key], AttributeCheck), key
+        assert registry.plugin_of("check", key) == "restriction-checks", key
+    # Compiled from the registry, the built-ins decide as before.
+    config = RestrictionsConfig.model_validate(
+        {"attributes": {"currencies": "eur", "approved": True}},
+        context={"checks": registry.checks},
+    )
+    evaluator = compile_restrictions(config, BERLIN, registry.checks)
+    decision = evaluator.evaluate(make_doc(currency="EUR", approved=False), NOW)
+    assert [(c.name, c.passed, c.reason) for c in decision.checks] == [
+        ("attributes.approved", False, "document is not approved; the account wants approved"),
+        ("attributes.currencies", True, "currency EUR is one of EUR"),
+    ]
+
+
+class _TakesTypes:
+    class _Types(AttributeCheck):
+        key = "types"
+
+        def evaluate(self, document: Document) -> CheckOutcome:
+            return CheckOutcome(True, "")
+
+    @hookimpl
+    def invoicesync_register_checks(self) -> list[type[AttributeCheck]]:
+        return [self._Types]
+
+
+def test_a_plugin_cannot_take_a_builtin_attribute_key() -> None:
+    from invoicesync.plugins import PluginError
+
+    with pytest.raises(PluginError, match="check key 'types' is registered twice"):
+        load_plugins(entry_points=False, extra=[_TakesTypes()])
 
 
 def _reference_window(period: dict[str, Any], today: date) -> tuple[date | None, date | None]:
