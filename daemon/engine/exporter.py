@@ -146,6 +146,31 @@ def iter_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Iterat
         last = rows[-1].id
 
 
+def count_pushed_exclusions(rt: Runtime, account: ExportConfig, now: datetime) -> Counter[str]:
+    """Candidates a real run's SQL pre-filter drops, counted per deciding check.
+
+    The same counts a dry run gets by evaluating every candidate, from one
+    aggregate query: a document is counted under the first check whose clause
+    it fails (a NULL verdict fails, as in the WHERE clause).
+    """
+    filters = rt.evaluators[account.id].sql_filters(documents, now)
+    if not filters:
+        return Counter()
+    joined, condition = rt.ledger.candidate_condition(
+        account.id, now, include_changed=account.on_update is OnUpdate.EXPORT
+    )
+    sums = []
+    for i, (_name, clause) in enumerate(filters):
+        passed_before = [c for _n, c in filters[:i]]
+        fails_here = sa.case((clause, 0), else_=1)
+        if passed_before:
+            fails_here = sa.case((sa.and_(*passed_before), fails_here), else_=0)
+        sums.append(sa.func.coalesce(sa.func.sum(fails_here), 0))
+    with rt.engine.connect() as conn:
+        row = conn.execute(sa.select(*sums).select_from(joined).where(condition)).one()
+    return Counter({name: int(n) for (name, _c), n in zip(filters, row, strict=True) if n})
+
+
 class _Row:
     """Adapter so ``row_to_document`` accepts a plain mapping."""
 
@@ -435,6 +460,11 @@ def _run_export(
     try:
         target = rt.make_target(account)
         run = _AccountRun(rt, account, summary, target, on_plan, now)
+        if not rt.dry_run:
+            # What SQL drops is never loaded; count it like a dry run does.
+            pushed = count_pushed_exclusions(rt, account, now)
+            summary.excluded_by.update(pushed)
+            summary.counts["excluded"] += sum(pushed.values())
         candidates = iter_candidates(rt, account, now)
         if account.concurrency <= 1 or rt.dry_run:
             for candidate in candidates:
