@@ -32,12 +32,14 @@ from invoicesync.daemon.logging import (
     configure_logging,
     get_logger,
     logs_are_json,
+    redirect_logging,
     register_secrets,
 )
 from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
 from invoicesync.plugins.errors import ConfigurationError, PluginError
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import ProgressColumn, Task, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -131,33 +133,71 @@ class AppContext:
             rt.close()
 
     def progress(self) -> Callable[[str, int | None], Callable[[int], None]] | None:
-        """A rich progress bar factory when stdout is a terminal, else None."""
+        """A rich progress bar factory when stdout is a terminal, else None.
+
+        One bar per phase (each import, each export): done of total, rate and
+        time left when the total is known (exports), done and rate otherwise.
+        """
         if not self.out.is_terminal:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         progress = Progress(
-            "[progress.description]{task.description}",
+            TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            _TimeLeft(),
             console=self.out,
             transient=False,
         )
         progress.start()
         self._progress = progress
+        redirect_logging()  # rich's stand-in for stderr: log lines print above the bars
 
         def factory(description: str, total: int | None) -> Callable[[int], None]:
-            # The description is rendered as markup by the column: escape the data.
-            task = progress.add_task(escape(description), total=total)
-            return lambda n: progress.advance(task, n)
+            task = progress.add_task(
+                description, total=total, count=_count_text(0, total), rate=""
+            )
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+                state = progress.tasks[task]
+                speed = state.speed
+                progress.update(
+                    task,
+                    count=_count_text(int(state.completed), total),
+                    rate=f"{speed:,.0f}/s" if speed else "",
+                )
+
+            return advance
 
         return factory
+
+    def summary(self, rows: list[tuple[str, str, str]]) -> None:
+        """The results of a run: one table on a terminal, else one line per row
+        (``import demo: 50 new, ...``, stable for scripts)."""
+        if not self.out.is_terminal:
+            for phase, name, text in rows:
+                self.out.print(f"{phase} {name}: {text}", markup=False)
+            return
+        table = Table("phase", "name", "result", title="summary", title_justify="left")
+        for phase, name, text in rows:
+            table.add_row(*_cells(phase, name, text))
+        self.out.print(table)
 
     def stop_progress(self) -> None:
         progress = getattr(self, "_progress", None)
         if progress is not None:
             progress.stop()
+            redirect_logging(sys.stderr)
+            self._progress = None
 
 
 def exit_code(summaries: Iterable[Any]) -> int:
@@ -213,6 +253,23 @@ def _cells(*values: object) -> list[Text]:
     """Table cells that show data verbatim: a str cell would be parsed as rich markup,
     and a company named ``[/bold]`` or a file ``a[/]b.pdf`` would end the command."""
     return [Text(str(v)) for v in values]
+
+
+class _TimeLeft(ProgressColumn):
+    """``ETA 0:01:23`` for a phase with a known total; nothing for one without."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._remaining = TimeRemainingColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text("ETA ") + self._remaining.render(task)
+
+
+def _count_text(done: int, total: int | None) -> str:
+    return f"{done:,} of {total:,}" if total is not None else f"{done:,}"
 
 
 def fail(message: str, code: int = EXIT_USAGE, prefix: str = "error: ") -> NoReturn:
@@ -440,35 +497,33 @@ def sync(
             )
         finally:
             app.stop_progress()
+    rows: list[tuple[str, str, str]] = []
     for imp in result.imports:
         if imp.busy:
-            app.out.print(
-                f"import {imp.source}: skipped — {imp.busy}{_busy_hint(lock_wait)}", markup=False
-            )
+            rows.append(("import", imp.source, f"skipped — {imp.busy}{_busy_hint(lock_wait)}"))
             continue
         c = imp.counts
-        app.out.print(
-            f"import {imp.source}: {c['new']} new, {c['new_revision']} changed, "
-            f"{c['failed']} failed" + (f" — error: {imp.error}" if imp.error else ""),
-            markup=False,
+        rows.append(
+            (
+                "import",
+                imp.source,
+                f"{c['new']} new, {c['new_revision']} changed, {c['failed']} failed"
+                + (f" — error: {imp.error}" if imp.error else ""),
+            )
         )
     for exp in result.exports:
         if exp.busy:
-            app.out.print(
-                f"export {exp.account}: skipped — {exp.busy}{_busy_hint(lock_wait)}", markup=False
-            )
+            rows.append(("export", exp.account, f"skipped — {exp.busy}{_busy_hint(lock_wait)}"))
             continue
         c = exp.counts
         done = f"{c['planned']} would be exported" if dry_run else f"{c['exported']} exported"
-        line = (
-            f"export {exp.account}: {done}, {c['failed']} failed, {c['rejected']} rejected, "
-            f"{c['excluded']} excluded"
-        )
+        line = f"{done}, {c['failed']} failed, {c['rejected']} rejected, {c['excluded']} excluded"
         if exp.excluded_by:
             line += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(exp.excluded_by.items())) + ")"
         if exp.error:
             line += f" — error: {exp.error}"
-        app.out.print(line, markup=False)
+        rows.append(("export", exp.account, line))
+    app.summary(rows)
     sys.exit(exit_code([*result.imports, *result.exports]))
 
 
@@ -622,10 +677,17 @@ def documents(
         _known((account,), [a.id for a in accounts], "export account")
         accounts = [a for a in accounts if a.id == account]
     with app.runtime(read_only=True) as rt:
-        rows = document_states(rt, accounts, state, limit)
+        rows, matched = document_states(rt, accounts, state, limit)
+        more = (
+            f"{len(rows):,} of {matched:,} documents shown (use --limit 0 for all)"
+            if len(rows) < matched
+            else None
+        )
         if as_json:
             for row in rows:
                 click.echo(json.dumps(row, default=_json_value))
+            if more:
+                click.echo(more, err=True)  # stdout stays one JSON object per line
             return
         table = Table("document", "type", "company", "date", "gross", *(a.id for a in accounts))
         for row in rows:
@@ -640,6 +702,8 @@ def documents(
                 )
             )
         app.out.print(table)
+        if more:
+            app.out.print(more, markup=False)
 
 
 @main.command()

@@ -88,11 +88,16 @@ def next_run_time(account: ExportConfig, schedule: Schedule | None) -> datetime 
 
 def document_states(
     rt: Runtime, accounts: Sequence[ExportConfig], state: str | None, limit: int
-) -> list[dict[str, Any]]:
-    """Documents with their state per account: a ledger state, else pending/excluded."""
+) -> tuple[list[dict[str, Any]], int]:
+    """Documents with their state per account (a ledger state, else pending/excluded),
+    at most ``limit`` of them (0: all), and how many match in all."""
     now = rt.clock.now()
     rows: list[dict[str, Any]] = []
+    matched = 0
     for doc in rt.catalog.iter_documents():
+        if limit and matched >= limit and state is None:
+            # Without a state filter every document matches: count in SQL.
+            return rows, rt.catalog.count()
         per_account: dict[str, str] = {}
         for account in accounts:
             entry = rt.ledger.entry(account.id, doc.id)
@@ -105,9 +110,10 @@ def document_states(
                 per_account[account.id] = "pending" if decision.export else "excluded"
         if state is not None and state not in per_account.values():
             continue
+        matched += 1
+        if limit and len(rows) >= limit:
+            continue  # only counted
         row = doc.model_dump(mode="json")
         row["accounts"] = per_account
         rows.append(row)
-        if limit and len(rows) >= limit:
-            break
-    return rows
+    return rows, matched

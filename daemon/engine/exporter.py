@@ -99,18 +99,35 @@ def action_reason(candidate: Candidate) -> str:
     return f"content changed (revision {candidate.document.revision})"
 
 
-def iter_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Iterator[Candidate]:
-    """Documents that may need exporting, in id order, fetched in batches."""
-    evaluator = rt.evaluators[account.id]
+def _candidate_filter(
+    rt: Runtime, account: ExportConfig, now: datetime
+) -> tuple[sa.FromClause, sa.ColumnElement[bool]]:
+    """The FROM and WHERE of the candidates a run iterates."""
     joined, condition = rt.ledger.candidate_condition(
         account.id, now, include_changed=account.on_update is OnUpdate.EXPORT
     )
     # A dry run evaluates every candidate in Python so that its summary can
     # say which check excluded how many; real runs let SQL drop the documents
     # that origins and period exclude (same verdicts, far fewer rows).
-    pushed = None if rt.dry_run else evaluator.sql_filter(documents, now)
+    pushed = None if rt.dry_run else rt.evaluators[account.id].sql_filter(documents, now)
     if pushed is not None:
         condition = sa.and_(condition, pushed)
+    return joined, condition
+
+
+def count_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> int:
+    """How many candidates :func:`iter_candidates` yields now (a progress bar's total)."""
+    joined, condition = _candidate_filter(rt, account, now)
+    with rt.engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(joined).where(condition)).scalar()
+            or 0
+        )
+
+
+def iter_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Iterator[Candidate]:
+    """Documents that may need exporting, in id order, fetched in batches."""
+    joined, condition = _candidate_filter(rt, account, now)
     columns = [
         *documents.c,
         ledger.c.state.label("ledger_state"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .exporter import ExportSummary, PlannedExport, run_export
+from .exporter import ExportSummary, PlannedExport, count_candidates, run_export
 from .importer import ImportSummary, run_import
 from .runtime import Runtime
 
@@ -49,7 +49,10 @@ def export(
     for account in accounts:
         if rt.stop.is_set():
             break
-        advance = progress(f"export {account.id}", None) if progress else None
+        advance = None
+        if progress is not None:
+            total = count_candidates(rt, account, rt.clock.now())
+            advance = progress(f"export {account.id}", total)
         results.append(run_export(rt, account, on_plan=on_plan, progress=advance))
     return results
 
