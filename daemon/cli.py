@@ -158,7 +158,7 @@ class AppContext:
             transient=False,
         )
         progress.start()
-        self._progress = progress
+        self._progress: Any = progress
         redirect_logging()  # rich's stand-in for stderr: log lines print above the bars
 
         def factory(description: str, total: int | None) -> Callable[[int], None]:
@@ -385,8 +385,14 @@ def main(
 
 
 @main.command()
+@click.option(
+    "--no-work",
+    is_flag=True,
+    help="With executor: procrastinate: only schedule (defer jobs to the queue); "
+    "`invoicesync worker` nodes run them.",
+)
 @click.pass_obj
-def run(app: AppContext) -> None:
+def run(app: AppContext, no_work: bool) -> None:
     """Run as a daemon in the foreground: import and export on each schedule.
 
     This is what systemd starts (see packaging/systemd/invoicesync.service).
@@ -394,10 +400,33 @@ def run(app: AppContext) -> None:
     with `after_import: true` export after each import. Logs (JSON lines
     when not on a terminal) go to stderr.
 
+    With `executor: procrastinate` the jobs go through a queue in the
+    PostgreSQL database instead: of all nodes running `run`, one at a time
+    defers the scheduled jobs, and every `run` (unless --no-work) and
+    `worker` node works them off (docs/scaling.md).
+
     Signals: SIGHUP reloads the configuration (an invalid file is logged as
     config.invalid and the running one stays); SIGTERM or Ctrl-C finish the
     document in hand and exit within `daemon.grace_period`.
     """
+    _daemon(app, "schedule" if no_work else "run")
+
+
+@main.command()
+@click.pass_obj
+def worker(app: AppContext) -> None:
+    """Run a node that only works: it takes import and export jobs from the queue.
+
+    Needs `executor: procrastinate` and a PostgreSQL `database:`; start as
+    many as you like on any machines that reach the database and the blob
+    store (`blobs:`). Each runs `daemon.workers` jobs at a time. Jobs of a
+    worker that died (no heartbeat for `daemon.stalled_after`) are queued
+    again and finished by the others. Signals as for `run`.
+    """
+    _daemon(app, "work")
+
+
+def _daemon(app: AppContext, role: str) -> None:
     from invoicesync.daemon.scheduler.service import Daemon, LogOverrides
 
     daemon = Daemon(
@@ -405,6 +434,7 @@ def run(app: AppContext) -> None:
         app.registry,
         app.clock,
         log_overrides=LogOverrides(app.log_format, app.log_level),
+        role=role,
     )
     sys.exit(daemon.run())
 
@@ -445,6 +475,30 @@ def fetch(
 
 
 @main.command()
+@click.argument("sources", nargs=-1, metavar="[SOURCE]...")
+@click.pass_obj
+def reextract(app: AppContext, sources: tuple[str, ...]) -> None:
+    """Run the extractors again over documents already in the catalog.
+
+    For the documents of the named sources (default: all), read the stored
+    content again with each source's `extract:` extractors, e.g. after an
+    upgrade that reads more e-invoice fields or after adding VAT ids to the
+    company profiles. The source's own fields still win. A changed result is
+    a metadata update that the next sync evaluates like any other: accounts
+    whose restrictions now match export the document. Nothing is deleted.
+    """
+    from invoicesync.daemon.engine.reextract import reextract as do_reextract
+
+    _known(sources, [s.id for s in app.loaded.config.sources], "source")
+    with app.runtime() as rt:
+        counts = do_reextract(rt, sources)
+    app.out.print(
+        f"{counts['updated']} updated, {counts['unchanged']} unchanged, {counts['failed']} failed"
+    )
+    sys.exit(EXIT_OK if counts["failed"] == 0 else EXIT_FAILED)
+
+
+@main.command()
 @click.argument("accounts", nargs=-1, metavar="[ACCOUNT]...")
 @click.option(
     "--dry-run", is_flag=True, help="Print what would go where, and why; change nothing anywhere."
@@ -476,12 +530,6 @@ def sync(
     lock_wait = _lock_wait(wait, wait_timeout)
     with app.runtime(dry_run=dry_run, command="sync", lock_wait=lock_wait) as rt:
         fetch_first = not no_fetch
-        if dry_run and fetch_first and not rt.engine.url.drivername.startswith("sqlite"):
-            click.echo(
-                "note: a dry run with this database plans from the catalog as it is (no fetch)",
-                err=True,
-            )
-            fetch_first = False
 
         def plan(p: Any) -> None:
             # Plain tab-separated lines (rich would expand the tabs): easy to grep and cut.
@@ -577,6 +625,8 @@ def explain(app: AppContext, account: str, document: str) -> None:
 
     DOCUMENT is a document id (SOURCE/EXTERNAL-ID) as `invoicesync documents` lists them.
     """
+    from invoicesync.daemon.engine.provenance import field_lines
+
     _known((account,), [a.id for a in app.loaded.config.exports], "export account")
     with app.runtime(read_only=True) as rt:
         doc = rt.catalog.get(document)
@@ -592,6 +642,11 @@ def explain(app: AppContext, account: str, document: str) -> None:
         app.out.print(check.reason, markup=False)
     verdict = "[green]export[/]" if decision.export else "[red]do not export[/]"
     app.out.print(f"verdict: {verdict}")
+    lines = field_lines(doc)
+    if lines:
+        app.out.print("fields:")
+        for line in lines:
+            app.out.print(f"  {line}", markup=False)
     if entry is not None:
         if entry.exported_at is not None:
             when = entry.exported_at.astimezone(rt.config.tz)
@@ -665,19 +720,39 @@ def status(app: AppContext, account: str | None, as_json: bool) -> None:
 )
 @click.option("--limit", default=100, show_default=True, help="At most this many rows (0 = all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--duplicates",
+    is_flag=True,
+    help="Only documents marked duplicate_of another (the same invoice from another source).",
+)
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Under each document, its fields and where each came from (source, e-invoice XML...).",
+)
 @click.pass_obj
 def documents(
-    app: AppContext, account: str | None, state: str | None, limit: int, as_json: bool
+    app: AppContext,
+    account: str | None,
+    state: str | None,
+    limit: int,
+    as_json: bool,
+    duplicates: bool,
+    provenance: bool,
 ) -> None:
     """List documents in the catalog with their state per export account."""
+    from invoicesync.daemon.engine.provenance import field_lines
     from invoicesync.daemon.status import document_states
+    from invoicesync.plugins.models import Document
 
     accounts = app.loaded.config.exports
     if account:
         _known((account,), [a.id for a in accounts], "export account")
         accounts = [a for a in accounts if a.id == account]
     with app.runtime(read_only=True) as rt:
-        rows, matched = document_states(rt, accounts, state, limit)
+        rows, matched = document_states(
+            rt, accounts, state, limit, duplicates_only=duplicates
+        )
         more = (
             f"{len(rows):,} of {matched:,} documents shown (use --limit 0 for all)"
             if len(rows) < matched
@@ -689,7 +764,18 @@ def documents(
             if more:
                 click.echo(more, err=True)  # stdout stays one JSON object per line
             return
-        table = Table("document", "type", "company", "date", "gross", *(a.id for a in accounts))
+        if provenance:
+            for row in rows:
+                states = ", ".join(f"{a}: {s}" for a, s in row["accounts"].items())
+                app.out.print(f"{row['id']}" + (f"  [{states}]" if states else ""), markup=False)
+                doc = Document.model_validate({k: v for k, v in row.items() if k != "accounts"})
+                for line in field_lines(doc):
+                    app.out.print(f"  {line}", markup=False)
+            return
+        extra = ("duplicate of",) if duplicates else ()
+        table = Table(
+            "document", "type", "company", "date", "gross", *extra, *(a.id for a in accounts)
+        )
         for row in rows:
             table.add_row(
                 *_cells(
@@ -698,6 +784,7 @@ def documents(
                     row["company"] or "-",
                     row["document_date"] or "-",
                     f"{row['gross_amount'] or '-'} {row['currency'] or ''}".strip(),
+                    *((row["duplicate_of"] or "-",) if duplicates else ()),
                     *(row["accounts"][a.id] for a in accounts),
                 )
             )

@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 
 from invoicesync.plugins.models import Document
 
-DEFAULT_TEMPLATE = "{company}/{document_date:%Y}/{document_date:%Y-%m-%d}_{type}_{number}.{ext}"
+DEFAULT_TEMPLATE = (
+    "{company}/{document_date:%Y}/{document_date:%Y-%m-%d}_{type}_{number|filename}.{ext}"
+)
 
 DATE_PLACEHOLDERS = frozenset({"document_date", "due_date", "import_date"})
 PLACEHOLDERS = frozenset(
@@ -52,6 +54,9 @@ class _Field:
     literal: str
     name: str | None
     spec: str
+    fallbacks: tuple[str, ...] = ()
+    """Further placeholders tried in order when ``name`` has no value
+    (``{number|filename}``)."""
 
 
 class FilenameTemplate:
@@ -78,18 +83,21 @@ class FilenameTemplate:
             if name is None:
                 parts.append(_Field(literal, None, ""))
                 continue
-            if name == "" or not re.fullmatch(r"[a-z_0-9]+", name):
-                raise ValueError(
-                    f"placeholder {{{name}}} is not allowed: no attribute or index access, "
-                    f"only plain names ({known})"
-                )
-            if name not in PLACEHOLDERS:
-                raise ValueError(f"unknown placeholder {{{name}}}; known: {known}")
+            alternatives = name.split("|")
+            for alternative in alternatives:
+                if alternative == "" or not re.fullmatch(r"[a-z_0-9]+", alternative):
+                    raise ValueError(
+                        f"placeholder {{{name}}} is not allowed: no attribute or index access, "
+                        f"only plain names ({known}), optionally with fallbacks "
+                        "({number|filename})"
+                    )
+                if alternative not in PLACEHOLDERS:
+                    raise ValueError(f"unknown placeholder {{{alternative}}}; known: {known}")
             if conversion:
                 raise ValueError(
                     f"placeholder {{{name}!{conversion}}}: conversions are not allowed"
                 )
-            if spec and name not in DATE_PLACEHOLDERS:
+            if spec and not all(a in DATE_PLACEHOLDERS for a in alternatives):
                 raise ValueError(
                     f"placeholder {{{name}:{spec}}}: only dates take a format "
                     f"({', '.join(sorted(DATE_PLACEHOLDERS))})"
@@ -98,12 +106,12 @@ class FilenameTemplate:
                 raise ValueError(
                     f"placeholder {{{name}:{spec}}}: expected a strftime format such as %Y-%m-%d"
                 )
-            parts.append(_Field(literal, name, spec or ""))
+            parts.append(_Field(literal, alternatives[0], spec or "", tuple(alternatives[1:])))
         return cls(template, parts)
 
     @property
     def placeholders(self) -> set[str]:
-        return {p.name for p in self._parts if p.name}
+        return {n for p in self._parts if p.name for n in (p.name, *p.fallbacks)}
 
     def render(self, document: Document, tz: ZoneInfo) -> str:
         """The sanitised relative POSIX path for ``document``."""
@@ -114,6 +122,10 @@ class FilenameTemplate:
             if part.name is None:
                 continue
             value = values[part.name]
+            for fallback in part.fallbacks:
+                if value not in (None, "", MISSING):
+                    break
+                value = values[fallback]
             if isinstance(value, date | datetime):
                 text = value.strftime(part.spec or "%Y-%m-%d")
             else:

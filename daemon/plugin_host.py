@@ -29,6 +29,7 @@ from invoicesync.plugins import hookspecs
 from invoicesync.plugins.checks import AttributeCheck
 from invoicesync.plugins.connectors import Source, Target
 from invoicesync.plugins.errors import PluginError
+from invoicesync.plugins.extractors import Extractor
 from invoicesync.plugins.models import Document
 
 __all__ = [
@@ -55,6 +56,7 @@ BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sftp", "invoicesync.connectors_builtin.sftp"),
     ("email", "invoicesync.connectors_builtin.email"),
     ("restriction-checks", "invoicesync.connectors_builtin.checks"),
+    ("einvoice", "invoicesync.connectors_builtin.einvoice"),
 )
 
 
@@ -69,6 +71,7 @@ class PluginInfo:
     sources: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
+    extractors: list[str] = field(default_factory=list)
     module: str | None = None
     """Where the plugin was loaded from: a module, or an entry point's ``module:attr``."""
 
@@ -83,6 +86,7 @@ class PluginInfo:
             "sources": self.sources,
             "targets": self.targets,
             "checks": self.checks,
+            "extractors": self.extractors,
         }
 
 
@@ -98,6 +102,7 @@ class PluginRegistry:
     sources: dict[str, type[Source[Any]]]
     targets: dict[str, type[Target[Any]]]
     checks: dict[str, type[AttributeCheck]]
+    extractors: dict[str, type[Extractor]] = field(default_factory=dict)
     trace: Trace | None = None
 
     @property
@@ -176,6 +181,7 @@ ISOLATED_HOOKS = frozenset(
         "invoicesync_register_sources",
         "invoicesync_register_targets",
         "invoicesync_register_checks",
+        "invoicesync_register_extractors",
         "invoicesync_document_imported",
         "invoicesync_document_exported",
     }
@@ -356,6 +362,8 @@ def _register(
     )
 
 
+_KEY_WORD = {"checks": "key", "extractors": "name"}
+
 # What users write as ``type:`` must be easy to type and safe in logs and paths.
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -371,6 +379,7 @@ def _collect(
         ("invoicesync_register_sources", "sources", registry.sources, "type_name", Source),
         ("invoicesync_register_targets", "targets", registry.targets, "type_name", Target),
         ("invoicesync_register_checks", "checks", registry.checks, "key", AttributeCheck),
+        ("invoicesync_register_extractors", "extractors", registry.extractors, "name", Extractor),
     ]
     owners: dict[tuple[str, str], str] = {}
     for hook_name, attr, table, key_attr, base in kinds:
@@ -397,7 +406,7 @@ def _collect(
                 key = _validate_class(where, cls, base, key_attr)
                 if key in table:
                     raise PluginError(
-                        f"{attr[:-1]} {'key' if attr == 'checks' else 'type'} {key!r} is "
+                        f"{attr[:-1]} {_KEY_WORD.get(attr, 'type')} {key!r} is "
                         f"registered twice: by plugin {owners[(attr, key)]!r} and by "
                         f"plugin {plugin_name!r}"
                     )
@@ -415,14 +424,16 @@ def _validate_class(where: str, cls: object, base: type, key_attr: str) -> str:
     key = getattr(cls, key_attr, None)
     if not isinstance(key, str) or not key:
         raise PluginError(f"{where}: {cls.__name__} does not set {key_attr}")
-    if key_attr == "type_name" and not _TYPE_NAME.match(key):
+    if key_attr in ("type_name", "name") and not _TYPE_NAME.match(key):
         raise PluginError(
-            f"{where}: {cls.__name__}.type_name {key!r} must be lowercase letters, digits, "
+            f"{where}: {cls.__name__}.{key_attr} {key!r} must be lowercase letters, digits, "
             "'-' or '_', starting with a letter"
         )
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise PluginError(f"{where}: {cls.__name__} does not implement {missing}")
+    if base is Extractor:
+        return key  # extractors take no options
     options = getattr(cls, "Options", None)
     if not (isinstance(options, type) and issubclass(options, BaseModel)):
         raise PluginError(

@@ -87,16 +87,23 @@ def next_run_time(account: ExportConfig, schedule: Schedule | None) -> datetime 
 
 
 def document_states(
-    rt: Runtime, accounts: Sequence[ExportConfig], state: str | None, limit: int
+    rt: Runtime,
+    accounts: Sequence[ExportConfig],
+    state: str | None,
+    limit: int,
+    duplicates_only: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """Documents with their state per account (a ledger state, else pending/excluded),
     at most ``limit`` of them (0: all), and how many match in all."""
+    from invoicesync.daemon.storage.schema import documents
+
     now = rt.clock.now()
     rows: list[dict[str, Any]] = []
     matched = 0
-    for doc in rt.catalog.iter_documents():
-        if limit and matched >= limit and state is None:
-            # Without a state filter every document matches: count in SQL.
+    where = documents.c.duplicate_of.is_not(None) if duplicates_only else None
+    for doc in rt.catalog.iter_documents(where):
+        if limit and matched >= limit and state is None and where is None:
+            # Without a filter every document matches: count in SQL.
             return rows, rt.catalog.count()
         per_account: dict[str, str] = {}
         for account in accounts:

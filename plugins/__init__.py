@@ -31,6 +31,13 @@ from .errors import (
     PluginError,
     TransientError,
 )
+from .extractors import (
+    EINVOICE_PRIORITY,
+    Extraction,
+    ExtractionError,
+    ExtractionInput,
+    Extractor,
+)
 from .hookspecs import hookimpl, hookspec
 from .models import (
     Document,
@@ -45,6 +52,7 @@ PLUGIN_API_VERSION = "1.2"
 """Major.minor of this API. A plugin may check the major number at import."""
 
 __all__ = [
+    "EINVOICE_PRIORITY",
     "PLUGIN_API_VERSION",
     "AttributeCheck",
     "CheckOutcome",
@@ -57,6 +65,10 @@ __all__ = [
     "DocumentType",
     "ExportItem",
     "ExportResult",
+    "Extraction",
+    "ExtractionError",
+    "ExtractionInput",
+    "Extractor",
     "FetchResult",
     "InvoicesyncError",
     "PaymentStatus",

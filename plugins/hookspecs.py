@@ -20,6 +20,7 @@ import pluggy
 if TYPE_CHECKING:
     from .checks import AttributeCheck
     from .connectors import Source, Target
+    from .extractors import Extractor
     from .models import Document
 
 PROJECT_NAME = "invoicesync"
@@ -60,6 +61,19 @@ def invoicesync_register_checks() -> list[type[AttributeCheck]]:
     Each class sets ``key`` (its YAML key), an ``Options`` model and
     implements ``evaluate(document)``. A key already taken (by a built-in
     check or another plugin) is an error at start-up.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def invoicesync_register_extractors() -> list[type[Extractor]]:
+    """Return the extractors this plugin adds (API 1.2).
+
+    Each class sets ``name`` (what users list under a source's ``extract:``),
+    ``label`` and ``priority``, and implements ``detect`` (cheap) and
+    ``extract``. They run at import, before the catalog commit; the source's
+    explicit fields always win. Two plugins registering the same ``name`` is
+    an error at start-up.
     """
     raise NotImplementedError
 

@@ -76,17 +76,49 @@ def _currency(value: str | None) -> str | None:
     return value
 
 
+MAX_AMOUNT_DIGITS = 15
+"""Amounts are below 10^15: at most this many digits before the point."""
+MAX_AMOUNT_DECIMALS = 6
+"""Amounts have at most this many decimal places (trailing zeros beyond are dropped)."""
+
+
 def _amount(value: Decimal | None) -> Decimal | None:
-    if value is not None and not value.is_finite():
+    """Bound an amount without arithmetic: ``1e999999999`` must not raise ``Overflow``.
+
+    Everything here reads the decimal's digits and exponent (``as_tuple``);
+    no operation that applies a context (``abs``, ``+``, comparisons with
+    rounding) touches the value before it is known to be of sane size.
+    """
+    if value is None:
+        return None
+    if not value.is_finite():
         raise ValueError("amount must be a finite number")
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    if not any(digits):
+        # Zero, whatever exponent it was written with (0E+999999999).
+        return Decimal((sign, (0,), min(max(exponent, -MAX_AMOUNT_DECIMALS), 0)))
+    if exponent + len(digits) > MAX_AMOUNT_DIGITS:
+        raise ValueError(
+            f"amount is too large (at most {MAX_AMOUNT_DIGITS} digits before the point)"
+        )
+    if exponent < -MAX_AMOUNT_DECIMALS:
+        extra = -MAX_AMOUNT_DECIMALS - exponent
+        if extra >= len(digits) or any(digits[-extra:]):
+            raise ValueError(f"at most {MAX_AMOUNT_DECIMALS} decimal places")
+        return Decimal((sign, digits[:-extra], -MAX_AMOUNT_DECIMALS))
+    if exponent > 0:
+        # 1.5E+3 is stored and rendered as 1500, as people write it.
+        return Decimal((sign, digits + (0,) * exponent, 0))
     return value
 
 
 CleanStr = Annotated[str, AfterValidator(_no_control_chars), Field(max_length=1000)]
 CurrencyCode = Annotated[str, AfterValidator(_currency)]
-# Amounts are Decimal, never float. Floats in JSON sidecars are rejected by
-# strict validation at the edges (see DocumentMetadata.amount_not_float) so
-# that 0.1 + 0.2 never enters the catalog; strings and integers are accepted.
+# Amounts are Decimal, never float, and bounded by _amount (plugin API 1.2).
+# Floats in JSON sidecars are rejected by strict validation at the edges (see
+# DocumentMetadata.amount_not_float) so that 0.1 + 0.2 never enters the
+# catalog; strings and integers are accepted.
 Amount = Annotated[
     Decimal,
     AfterValidator(_amount),
@@ -197,6 +229,18 @@ class Document(DocumentMetadata):
     size: int
     sha256: str
     revision: int = 1
+    provenance: dict[str, str] = Field(default_factory=dict)
+    """Where extracted fields came from: ``{"document_date": "Factur-X XML, BT-2"}``
+    (custom fields as ``fields.<name>``); a field not listed came from the source
+    (API 1.2)."""
+    einvoice_valid: bool | None = None
+    """Whether the e-invoice XML validated against its schema; None: not an
+    e-invoice, or not validated (API 1.2)."""
+    einvoice_errors: tuple[str, ...] = ()
+    """The first validation errors when ``einvoice_valid`` is false (API 1.2)."""
+    duplicate_of: str | None = None
+    """The id of the document this one repeats (the same invoice from another
+    source); None when it is not a duplicate (API 1.2)."""
 
     @property
     def sha8(self) -> str:

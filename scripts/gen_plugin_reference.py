@@ -69,6 +69,8 @@ def _decorators(fn: object) -> int:
 # Values whose docstrings Python does not keep (constants, type aliases, markers).
 _ALIASES = {
     "PLUGIN_API_VERSION": "`{value!r}`: major.minor of this API; a plugin may check the major",
+    "EINVOICE_PRIORITY": "`{value!r}`: the built-in e-invoice extractor's priority; "
+    "heuristics stay below it",
     "FetchResult": "What `Source.fetch` returns: a generator of documents whose return "
     "value is the next cursor.",
     "RelativePath": "A `Path` option resolved against the configuration file's folder.",

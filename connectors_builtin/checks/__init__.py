@@ -1,9 +1,9 @@
 """The restriction checks shipped with invoicesync, registered as a plugin.
 
 Every built-in attribute check -- ``types``, ``tags``, ``payment_status``,
-``approved``, ``gross_amount``, ``currencies``, ``fields`` (SPEC section 2) and
-``filename`` -- goes through ``invoicesync_register_checks``, exactly the hook
-a third-party plugin implements, so there is one model of a check. The
+``approved``, ``gross_amount``, ``currencies``, ``fields`` (SPEC section 2),
+``filename`` and ``einvoice_valid`` -- goes through ``invoicesync_register_checks``,
+exactly the hook a third-party plugin implements, so there is one model of a check. The
 ``origins`` and ``period`` restrictions are not attribute checks: they are
 part of the evaluator and pushed down into SQL.
 """
@@ -21,12 +21,15 @@ from .attributes import (
     TagsCheck,
     TypesCheck,
 )
+from .einvoice import EInvoiceValidCheck, EInvoiceValidOptions
 from .filename import FilenameCheck
 
 __all__ = [
     "BUILTIN_CHECKS",
     "ApprovedCheck",
     "CurrenciesCheck",
+    "EInvoiceValidCheck",
+    "EInvoiceValidOptions",
     "FieldsCheck",
     "FilenameCheck",
     "GrossAmountCheck",
@@ -46,6 +49,7 @@ BUILTIN_CHECKS: tuple[type[AttributeCheck], ...] = (
     CurrenciesCheck,
     FieldsCheck,
     FilenameCheck,
+    EInvoiceValidCheck,
 )
 
 

@@ -15,7 +15,9 @@ every error names the JSON path of the bad value (``tags[2]``,
   string anywhere may contain a NUL character;
 - JSON numbers are read as exact decimals, never binary floats, so
   ``"gross_amount": 12.10`` is exactly 12.10; amounts must be finite, below
-  10^15 and have at most 6 decimal places;
+  10^15 and have at most 6 decimal places (checked by
+  :class:`~invoicesync.plugins.DocumentMetadata` from the digits and exponent,
+  so ``1e999999999`` is a clear error, not a ``decimal.Overflow``);
 - an integer ``number`` or ``fields`` value (``"cost_center": 4711``) is taken
   as its decimal string, because that is what people mean;
 - the keys the ``folder`` target writes in its sidecars besides the document
@@ -52,8 +54,6 @@ MAX_SIDECAR_BYTES = 1024 * 1024
 EXPORT_ONLY_KEYS = frozenset(Document.model_fields) - frozenset(DocumentMetadata.model_fields)
 """Keys of a catalog document that are not source metadata: ignored on import."""
 
-_MAX_AMOUNT = Decimal(10) ** 15
-_MAX_DECIMALS = 6
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -122,17 +122,6 @@ def _message(error: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _check_amount(meta: DocumentMetadata, name: str) -> None:
-    value: Decimal | None = getattr(meta, name)
-    if value is None:
-        return
-    if abs(value) >= _MAX_AMOUNT:
-        raise SidecarError(f"{name}: amount is too large (at most 15 digits before the point)")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -_MAX_DECIMALS:
-        raise SidecarError(f"{name}: at most {_MAX_DECIMALS} decimal places")
-
-
 def parse_sidecar_bytes(raw: bytes, default_company: str | None) -> DocumentMetadata:
     """Parse sidecar content into metadata; raise :class:`SidecarError` if unusable."""
     if len(raw) > MAX_SIDECAR_BYTES:
@@ -181,8 +170,6 @@ def parse_sidecar_bytes(raw: bytes, default_company: str | None) -> DocumentMeta
         shown = "; ".join(f"{json_path(tuple(e['loc']))}: {_message(e)}" for e in errors[:3])
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise SidecarError(shown + more) from None
-    _check_amount(meta, "net_amount")
-    _check_amount(meta, "gross_amount")
     return meta
 
 

@@ -322,15 +322,24 @@ class FolderSource(Source[FolderSourceOptions]):
                             "deep are not entered",
                         )
                         continue
-                    folder = yield from self._enter(root, current, entry.name, rel)
+                    try:
+                        folder = yield from self._enter(root, current, entry.name, rel)
+                    except Exception as exc:  # a bug here must not end the walk
+                        yield _unexpected(rel, exc)
+                        continue
                     if folder is not None:
                         stack.append(folder)
                     continue
                 if entry.name.endswith(".json") and entry.name in current.claimed:
                     continue  # a sidecar, read with its document
-                result = self._document(
-                    root, current, entry.name, rel, kind == "link", tracker, default_metadata
-                )
+                try:
+                    result = self._document(
+                        root, current, entry.name, rel, kind == "link", tracker, default_metadata
+                    )
+                except Exception as exc:
+                    # Whatever goes wrong with one file (a bug, a library's
+                    # surprise) is that file's failure, never the end of the run.
+                    result = _unexpected(rel, exc)
                 if isinstance(result, SourceDocument):
                     content = result.content
                     try:
@@ -543,6 +552,15 @@ class FolderSource(Source[FolderSourceOptions]):
             if entry is not None and not entry.is_dir():
                 return entry
         return None
+
+
+def _unexpected(rel: str, exc: Exception) -> SkippedDocument:
+    """An unforeseen error on one entry, as that entry's failure."""
+    shown = _printable(rel)
+    message = str(exc)
+    if len(message) > 300:
+        message = message[:300] + "..."
+    return SkippedDocument(shown, f"{shown}: unexpected error: {type(exc).__name__}: {message}")
 
 
 def _through_link(root: Path, folders: tuple[str, ...]) -> bool:

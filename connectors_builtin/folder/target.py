@@ -9,7 +9,9 @@ the same name again replaces it (idempotent).
 
 A process killed in the middle of a write (kill -9, power loss) can leave a
 temporary file behind; :func:`cleanup_temp_files` removes those, and the
-target calls it on its first ``check()`` or export in each process.
+target calls it on its first ``check()`` or export in each run (two accounts
+should not share one folder: a run may remove the other's fresh temporary
+file, which makes that write fail and be retried).
 
 Remote names come from the engine's sanitiser already; the target checks
 them again anyway (defence in depth) and walks the destination folders with
@@ -51,11 +53,12 @@ TEMP_MARKER = ".invoicesync-tmp-"
 
 _PROCESS_START = time.time()
 
-# Roots whose leftovers this process already removed. Module-level, not per
-# instance: the engine builds a new target for every run, and one clean-up
-# per process suffices (within a process, failed writes remove their own
-# temporary files; only a killed process leaves some behind).
-_CLEANED_ROOTS: set[str] = set()
+# Root -> when its leftovers were last removed. The engine builds a new target
+# for every run, and each run (holding its account's run lock, so no other
+# writer of this account is active) removes what is older than its own start:
+# with several nodes a killed node's temporary files are newer than the
+# surviving nodes' process start, but older than the run that takes over.
+_CLEANED_ROOTS: dict[str, float] = {}
 _CLEANED_LOCK = threading.Lock()
 _CHUNK = 1024 * 1024
 _NAME_MAX = 255
@@ -176,6 +179,7 @@ class FolderTarget(Target[FolderTargetOptions]):
     Options = FolderTargetOptions
     description = "A local folder (atomic writes, optional JSON sidecars)"
     _resolved_root: str | None = None
+    _started: float | None = None  # when this instance (this run) first used its root
 
     # -- connector API ----------------------------------------------------------
 
@@ -266,10 +270,13 @@ class FolderTarget(Target[FolderTargetOptions]):
         root = os.path.realpath(path)
         if not os.path.isdir(root):
             raise error(f"folder target {self.id}: {path} is not a folder")
+        if self._started is None:
+            self._started = time.time()
+        started = self._started
         with _CLEANED_LOCK:
-            if root not in _CLEANED_ROOTS:
-                _CLEANED_ROOTS.add(root)
-                cleanup_temp_files(Path(root))
+            if _CLEANED_ROOTS.get(root, 0.0) < started:
+                _CLEANED_ROOTS[root] = time.time()
+                cleanup_temp_files(Path(root), older_than=started)
         return root
 
     def _open_parent(self, root: str, folders: list[str], remote_name: str) -> int:

@@ -654,7 +654,14 @@ class HttpPortalSource(Source[HttpPortalOptions]):
                 for index, item in enumerate(items):
                     if self.context.stop.is_set():
                         raise TransientError(f"{self.id}: stopping")
-                    result = self._document(item, index, page_url, tmp_dir)
+                    try:
+                        result = self._document(item, index, page_url, tmp_dir)
+                    except ConnectorError:
+                        raise  # the portal or the network: the run's problem
+                    except Exception as exc:
+                        # Anything else (a bug, a library's surprise) is this
+                        # item's failure, never the end of the run.
+                        result = self._unexpected(item, index, page_url, exc)
                     try:
                         yield result
                     finally:
@@ -667,6 +674,18 @@ class HttpPortalSource(Source[HttpPortalOptions]):
         finally:
             self.close()
         return json.dumps({"v": _CURSOR_VERSION, "since": newest})
+
+    def _unexpected(self, item: Any, index: int, page_url: str, exc: Exception) -> SkippedDocument:
+        where = self._display(page_url)
+        raw_id = get_path(item, self.options.id_field) if isinstance(item, dict) else None
+        item_id = clean_text(str(raw_id), 200) if isinstance(raw_id, str | int) else ""
+        message = clean_text(self._scrub(str(exc)), 300)
+        return SkippedDocument(
+            external_id=item_id or f"{where}#{index}",
+            reason=(
+                f"item {item_id or index!r}: unexpected error: {type(exc).__name__}: {message}"
+            ),
+        )
 
     def _document(
         self, item: Any, index: int, page_url: str, tmp_dir: Path
@@ -878,7 +897,8 @@ class HttpPortalSource(Source[HttpPortalOptions]):
             field = ".".join(str(p) for p in err["loc"]) or "?"
             path = _mapped_path(m, field.split(".")[0])
             raise _MappingError(
-                f"{field} ({path})" if path else field, self._scrub(err["msg"])
+                f"{field} ({path})" if path else field,
+                self._scrub(str(err["msg"]).removeprefix("Value error, ")),
             ) from None
 
 

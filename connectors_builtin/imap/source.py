@@ -106,8 +106,11 @@ class ImapOptions(ConnectorOptions):
     folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
     since: date | None = None
     """Only mails that arrived on or after this day (IMAP ``SINCE``)."""
-    media_types: list[str] = Field(default_factory=lambda: ["application/pdf"], min_length=1)
-    """Media types to import; shell-style patterns such as ``image/*`` work."""
+    media_types: list[str] = Field(
+        default_factory=lambda: ["application/pdf", "application/xml", "text/xml"], min_length=1
+    )
+    """Media types to import; shell-style patterns such as ``image/*`` work. The
+    default takes PDFs and XML e-invoices (XRechnung, UBL, Peppol)."""
     filename_globs: list[str] = Field(default_factory=list)
     """If given, an attachment's name must match one (case-insensitive)."""
     min_size: int = Field(default=0, ge=0)
@@ -471,11 +474,27 @@ class ImapSource(Source[ImapOptions]):
             if self.context.stop.is_set():
                 return
             attachments: list[_Attachment] = []
+            failed = False
             try:
                 if raw is not None:
                     try:
                         yield from self._mail_documents(
                             folder, uid, raw, tmp_dir, attachments, state, uidvalidity
+                        )
+                    except ConnectorError:
+                        raise
+                    except Exception as exc:
+                        # A mail that trips up the parser (or a bug) is that
+                        # mail's failure, never the end of the run. It stays
+                        # in the mailbox untouched (no flag, no move).
+                        failed = True
+                        yield SkippedDocument(
+                            external_id=f"{clean_text(folder)}/uid-{uidvalidity}-{uid}",
+                            reason=(
+                                f"mail UID {uid} in {clean_text(folder)!r}: unexpected error: "
+                                f"{type(exc).__name__}: {clean_text(str(exc), 300)}; "
+                                "left in the mailbox"
+                            ),
                         )
                     finally:
                         if isinstance(raw, Path):
@@ -487,7 +506,7 @@ class ImapSource(Source[ImapOptions]):
             state[folder] = {"uidvalidity": uidvalidity, "uid": uid}
             # Reaching this line means the generator was resumed after the
             # mail's last document, i.e. the engine committed them all.
-            if attachments and action != "nothing":
+            if attachments and action != "nothing" and not failed:
                 self._after_import(conn, folder, uid, action)
 
     def _sizes(self, conn: imaplib.IMAP4, uids: list[int]) -> dict[int, int]:

@@ -534,6 +534,20 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
                 exc, path, tree, (section, index, "options"), model=connector.Options
             )
     problems += _unknown_companies(config, source_options, path, tree)
+    for index, source in enumerate(config.sources):
+        for position, name in enumerate(source.extract):
+            if name not in registry.extractors:
+                loc = ("sources", index, "extract", position)
+                known = ", ".join(sorted(registry.extractors)) or "none"
+                problems.append(
+                    Problem(
+                        path,
+                        line_of(tree, loc),
+                        format_loc(loc),
+                        f"unknown extractor {name!r}; installed: {known} "
+                        "(see `invoicesync plugins`)",
+                    )
+                )
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, path, source_options, export_options, frozenset(secrets))

@@ -190,6 +190,16 @@ class CompanyConfig(Model):
 
     id: Identifier
     name: str | None = None
+    vat_ids: list[Annotated[str, Field(min_length=2, max_length=40)]] = Field(
+        default_factory=list,
+        description="VAT ids of this company (e.g. DE123456789): an e-invoice whose buyer "
+        "has one is its incoming invoice, whose seller has one is its sales invoice.",
+    )
+    names: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list,
+        description="Legal names matched like vat_ids when an e-invoice gives no VAT id "
+        "(case and spacing ignored).",
+    )
 
 
 class CompanyRule(Model):
@@ -226,6 +236,15 @@ class SourceConfig(Model):
     assign_company: list[CompanyRule] = Field(
         default_factory=list, description="Rules mapping documents to company ids."
     )
+    extract: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=lambda: ["einvoice"],
+        description="Extractors reading fields from the content at import "
+        "(default: the built-in e-invoice extractor; [] turns extraction off).",
+    )
+    extract_timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="An extractor taking longer on one document is abandoned (a warning).",
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -238,6 +257,11 @@ class SourceConfig(Model):
 class OnUpdate(StrEnum):
     EXPORT = "export"
     IGNORE = "ignore"
+
+
+class Duplicates(StrEnum):
+    SKIP = "skip"
+    EXPORT = "export"
 
 
 class RetryConfig(Model):
@@ -271,6 +295,11 @@ class ExportConfig(Model):
     on_update: OnUpdate = OnUpdate.EXPORT
     retry: RetryConfig = Field(default_factory=RetryConfig)
     concurrency: int = Field(1, ge=1, le=32, description="Documents exported in parallel.")
+    duplicates: Duplicates = Field(
+        Duplicates.SKIP,
+        description="Documents marked duplicate_of another (the same invoice from another "
+        "source) are skipped, or exported too.",
+    )
 
 
 class DaemonConfig(Model):
@@ -283,6 +312,22 @@ class DaemonConfig(Model):
     jitter: Duration = Field(
         timedelta(seconds=5), description="Random delay spreading jobs that share a schedule."
     )
+    heartbeat: Duration = Field(
+        timedelta(seconds=10),
+        description="executor: procrastinate: how often a worker tells the queue it is alive.",
+    )
+    stalled_after: Duration = Field(
+        timedelta(seconds=30),
+        description="executor: procrastinate: a worker silent this long is dead; "
+        "its jobs are queued again for the other nodes.",
+    )
+
+
+class Executor(StrEnum):
+    """Who runs the daemon's jobs."""
+
+    LOCAL = "local"
+    PROCRASTINATE = "procrastinate"
 
 
 class Config(Model):
@@ -293,6 +338,17 @@ class Config(Model):
     state: Path = Field(default_factory=default_state_dir)
     database: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite inside the state folder."
+    )
+    blobs: str | None = Field(
+        None,
+        description="Where document content is kept: a folder (may be a shared mount) or "
+        "s3://bucket/prefix; default: the blobs folder inside `state`.",
+    )
+    executor: Executor = Field(
+        Executor.LOCAL,
+        description="local: `invoicesync run` runs its jobs itself; procrastinate: jobs go "
+        "through a queue in the PostgreSQL `database` that any node's `invoicesync worker` "
+        "(or `run`) works off (docs/scaling.md).",
     )
     log: LogConfig = Field(default_factory=LogConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
@@ -308,6 +364,30 @@ class Config(Model):
         if base is not None and not value.is_absolute():
             value = Path(base) / value
         return value
+
+    @field_validator("blobs")
+    @classmethod
+    def _blobs_relative(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or "://" in value:
+            return value
+        if "\0" in value or not value.strip():
+            raise ValueError("expected a folder or a URL such as s3://bucket/prefix")
+        path = Path(value).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if base is not None and not path.is_absolute():
+            path = Path(base) / path
+        return str(path)
+
+    @model_validator(mode="after")
+    def _executor_needs_postgres(self) -> Config:
+        if self.executor is Executor.PROCRASTINATE and not (
+            self.database or ""
+        ).startswith("postgresql"):
+            raise ValueError(
+                "executor: procrastinate keeps its jobs in PostgreSQL: set `database:` to a "
+                "postgresql+psycopg://... URL (docs/scaling.md)"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from invoicesync.daemon.config.models import CompanyRule
@@ -45,13 +46,5 @@ def assign_company(rules: Sequence[CompanyRule], item: SourceDocument) -> Source
             if item.metadata.company == rule.company:
                 return item
             metadata = item.metadata.model_copy(update={"company": rule.company})
-            return SourceDocument(
-                external_id=item.external_id,
-                filename=item.filename,
-                content=item.content,
-                media_type=item.media_type,
-                metadata=metadata,
-                cursor=item.cursor,
-                fingerprint=item.fingerprint,
-            )
+            return replace(item, metadata=metadata)
     return item

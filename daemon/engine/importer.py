@@ -15,7 +15,7 @@ from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.storage.catalog import ImportStatus
 from invoicesync.plugins.models import SkippedDocument, SourceDocument
 
-from .companies import assign_company
+from .extraction import log_duplicate, log_findings
 from .failures import describe_error, report_connector_error
 from .locks import Busy
 from .runtime import Runtime
@@ -156,9 +156,12 @@ def _import_one(
         if item.cursor is not None:
             rt.catalog.save_cursor(source_cfg.id, item.cursor, now)
         return
-    item = assign_company(source_cfg.assign_company, item)
+    doc_id = f"{source_cfg.id}/{item.external_id}"
+    findings = rt.extraction.findings(source_cfg, item, item.metadata)
+    log_findings(log, doc_id, findings)
+    item, derived = rt.extraction.apply(source_cfg, item, findings)
     try:
-        outcome = rt.catalog.store(source_cfg.id, item, now)
+        outcome = rt.catalog.store(source_cfg.id, item, now, derived)
     except (ValueError, OSError, sa.exc.IntegrityError) as exc:
         counts["failed"] += 1
         log.error(
@@ -169,6 +172,7 @@ def _import_one(
         )
         return
     counts[outcome.status.value] += 1
+    log_duplicate(log, outcome)
     if outcome.status in _LOGGED:
         log.info(
             "document.imported",

@@ -62,9 +62,9 @@ __all__ = [
 #: and systemd's ``RestartPreventExitStatus=`` know it).
 EXIT_BUSY = 75
 
-SubjectKind = Literal["source", "account"]
+SubjectKind = Literal["source", "account", "scheduler"]
 
-_VERB = {"source": "importing", "account": "exporting to"}
+_VERB = {"source": "importing", "account": "exporting to", "scheduler": "running"}
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,18 @@ class LockWait:
 class Lease:
     """A held run lock; release it exactly once (or use it as a context manager)."""
 
-    def __init__(self, release: Callable[[], None]) -> None:
+    def __init__(
+        self, release: Callable[[], None], alive: Callable[[], bool] | None = None
+    ) -> None:
         self._release = release
+        self._alive = alive
         self._released = False
+
+    def alive(self) -> bool:
+        """Whether the lock is still held (a database lock dies with its connection)."""
+        if self._released:
+            return False
+        return True if self._alive is None else self._alive()
 
     def release(self) -> None:
         if not self._released:
@@ -347,7 +356,15 @@ class PostgresRunLocks(RunLocks):
             finally:
                 conn.close()
 
-        return Lease(release)
+        def alive() -> bool:
+            try:
+                conn.execute(sa.text("SELECT 1")).scalar_one()
+                conn.commit()
+                return True
+            except sa.exc.DBAPIError:
+                return False
+
+        return Lease(release, alive)
 
     def _holder(self, kind: SubjectKind, ident: str) -> Holder:
         k1, k2 = self.key(kind, ident)

@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,17 @@ from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.naming import FilenameTemplate
 from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
-from invoicesync.daemon.storage.blobs import BlobStore
+from invoicesync.daemon.storage.blobs import Blobs, open_blob_store
 from invoicesync.daemon.storage.catalog import Catalog
 from invoicesync.daemon.storage.database import create_engine, database_url, migrate, open_database
 from invoicesync.daemon.storage.ledger import Ledger
 from invoicesync.daemon.storage.runs import RunLog
+from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 from invoicesync.plugins.errors import ConfigurationError
 
 from .clock import Clock
+from .extraction import ExtractionStage
 from .locks import Busy, Holder, Lease, LockWait, RunLocks, SubjectKind, run_locks_for
 
 
@@ -43,7 +46,7 @@ class Runtime:
     registry: PluginRegistry
     clock: Clock
     engine: sa.Engine
-    blobs: BlobStore
+    blobs: Blobs
     dry_run: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     _scratch: Path | None = None
@@ -55,15 +58,22 @@ class Runtime:
     lock_wait: LockWait = field(default_factory=LockWait)
     """Whether runs wait for a source or account that another process runs."""
     _locks: RunLocks | None = None
+    _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.engine, self.blobs)
         self.ledger = Ledger(self.engine)
         self.runs = RunLog(self.engine)
+        self.extraction = ExtractionStage(
+            self.registry.extractors, self.config.sources, self.config.companies
+        )
         tz = self.config.tz
         for account in self.config.exports:
             self.evaluators[account.id] = compile_restrictions(
-                account.restrictions, tz, self.registry.checks
+                account.restrictions,
+                tz,
+                self.registry.checks,
+                skip_duplicates=account.duplicates.value == "skip",
             )
             self.templates[account.id] = FilenameTemplate.parse(account.filename)
 
@@ -136,6 +146,8 @@ class Runtime:
         if self._locks is not None:
             self._locks.close()
         self.engine.dispose()
+        for cleanup in self._cleanup:
+            cleanup()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
@@ -150,9 +162,9 @@ def open_runtime(
 ) -> Runtime:
     """Connect to the state and build a Runtime.
 
-    ``dry_run`` works on a scratch copy of an SQLite catalog (sources may be
-    fetched, nothing is written to the real state or any target). With
-    PostgreSQL a dry run reads the real catalog and does not fetch.
+    ``dry_run`` works on a scratch copy of the catalog (sources may be
+    fetched, nothing is written to the real state or any target): a copy of
+    the SQLite file, or a temporary schema in the PostgreSQL database.
     """
     config = loaded.config
     state = Path(config.state)
@@ -170,10 +182,22 @@ def open_runtime(
                 _sqlite_snapshot(real, copy)
             engine = create_engine(f"sqlite:///{copy}")
             migrate(engine)
+            cleanups: list[Callable[[], None]] = []
         else:
-            engine = create_engine(url)
-        blobs = BlobStore(state / "blobs", write=False)
-        return Runtime(loaded, registry, clock, engine, blobs, dry_run=True, _scratch=scratch)
+            engine, cleanup = postgres_scratch_copy(url)
+            cleanups = [cleanup]
+            migrate(engine)
+        blobs = open_blob_store(config.blobs, state, write=False)
+        return Runtime(
+            loaded,
+            registry,
+            clock,
+            engine,
+            blobs,
+            dry_run=True,
+            _scratch=scratch,
+            _cleanup=cleanups,
+        )
     if read_only and url.startswith("sqlite") and not (state / "catalog.sqlite3").exists():
         # Reading commands on a fresh install: an empty scratch catalog, and
         # nothing created in the real state folder.
@@ -185,12 +209,12 @@ def open_runtime(
             registry,
             clock,
             engine,
-            BlobStore(state / "blobs", write=False),
+            open_blob_store(config.blobs, state, write=False),
             _scratch=scratch,
         )
     try:
         engine = open_database(state, config.database)
-        blobs = BlobStore(state / "blobs")
+        blobs = open_blob_store(config.blobs, state)
     except OSError as exc:
         # A read-only or missing folder is a problem of the set-up, not a bug:
         # say which folder and how to choose another (no traceback, exit 2).

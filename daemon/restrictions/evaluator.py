@@ -274,9 +274,13 @@ class Evaluator:
         config: RestrictionsConfig | None,
         tz: ZoneInfo,
         checks: Mapping[str, type[AttributeCheck]] | None = None,
+        skip_duplicates: bool = False,
     ) -> None:
         self.config = config or RestrictionsConfig()
         self.tz = tz
+        # ``duplicates: skip`` (the account's default): a document marked
+        # duplicate_of another is not exported; checked before every rule.
+        self.skip_duplicates = skip_duplicates
         self._origins = _Origins(self.config.origins) if self.config.origins else None
         self._period = _Period(self.config.period, tz) if self.config.period else None
         rules: list[_Rule] = []
@@ -292,7 +296,7 @@ class Evaluator:
     @property
     def unrestricted(self) -> bool:
         """True when the account syncs every document."""
-        return not self._rules
+        return not self._rules and not self.skip_duplicates
 
     def _clock_for(self, now: datetime) -> _Clock:
         # One sync evaluates thousands of documents at the same `now` (or at
@@ -320,6 +324,8 @@ class Evaluator:
 
     def accepts(self, document: Document, now: datetime) -> bool:
         """The verdict alone, stopping at the first failed check."""
+        if self.skip_duplicates and document.duplicate_of is not None:
+            return False
         clock = self._clock_for(now)
         # A plain loop, not all(<generator>): this is the hot path and the
         # generator costs a frame per document.
@@ -331,7 +337,20 @@ class Evaluator:
     def evaluate(self, document: Document, now: datetime) -> Decision:
         """Every check with its outcome and reason; exported iff all passed."""
         clock = self._clock_for(now)
+        duplicate: list[Check] = []
+        if self.skip_duplicates and document.duplicate_of is not None:
+            why = document.provenance.get("duplicate_of", "the same invoice")
+            duplicate = [
+                Check(
+                    "duplicates",
+                    False,
+                    f"duplicate of {document.duplicate_of} ({why}); the account skips "
+                    "duplicates (duplicates: skip)",
+                )
+            ]
         if not self._rules:
+            if duplicate:
+                return Decision(False, duplicate)
             return Decision(
                 True, [Check("all", True, "no restrictions: the account syncs every document")]
             )
@@ -341,6 +360,7 @@ class Evaluator:
             else _RuleCheck(rule, rule.passes(document, clock), document, clock)
             for rule in self._rules
         ]
+        checks = duplicate + checks
         return Decision(all(c.passed for c in checks), checks)
 
     def sql_filter(self, documents: sa.Table, now: datetime) -> sa.ColumnElement[bool] | None:
@@ -473,6 +493,7 @@ def compile_restrictions(
     config: RestrictionsConfig | None,
     tz: ZoneInfo,
     checks: Mapping[str, type[AttributeCheck]] | None = None,
+    skip_duplicates: bool = False,
 ) -> Evaluator:
     """Build the evaluator for one account.
 
@@ -482,4 +503,4 @@ def compile_restrictions(
     used as they are; others are validated here, and an unknown key raises
     :class:`ConfigurationError`.
     """
-    return Evaluator(config, tz, checks)
+    return Evaluator(config, tz, checks, skip_duplicates)

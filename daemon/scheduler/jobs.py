@@ -78,6 +78,9 @@ class Jobs:
         self._slots: dict[str, _Slot] = {}
         self._active: dict[str, float] = {}  # job key -> monotonic start
         self._queued: set[str] = set()  # import keys requested, not started yet
+        #: With ``executor: procrastinate``: queues a run for any node instead
+        #: of running it here (``defer(kind, subject, reason)``).
+        self.defer: Callable[[str, str, str], Any] | None = None
 
     # -- bookkeeping -------------------------------------------------------------
 
@@ -146,6 +149,9 @@ class Jobs:
         What a watched folder calls on every change: a burst of changes
         while the import runs collapses into one more run.
         """
+        if self.defer is not None:
+            self.defer("import", source_id, reason)
+            return
         key = import_job_id(source_id)
         with self._lock:
             slot = self._slots.get(key)
@@ -181,6 +187,9 @@ class Jobs:
 
     def request_export(self, account_id: str, reason: str) -> None:
         """Export ``account_id`` soon: now on a free worker, or right after its current run."""
+        if self.defer is not None:
+            self.defer("export", account_id, reason)
+            return
         key = export_job_id(account_id)
         with self._lock:
             slot = self._slots.get(key)

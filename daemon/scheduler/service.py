@@ -47,8 +47,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from invoicesync.daemon import __version__
 from invoicesync.daemon.config.loader import ConfigError, LoadedConfig, load_config
-from invoicesync.daemon.config.models import ScheduleConfig
+from invoicesync.daemon.config.models import Executor, ScheduleConfig
 from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.failures import describe_error
 from invoicesync.daemon.engine.locks import LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
@@ -58,6 +59,7 @@ from invoicesync.plugins.errors import ConfigurationError
 
 from .jobs import Jobs, export_job_id, import_job_id
 from .nextruns import remove_schedule, write_schedule
+from .queue import JobQueue, Leadership, QueueWorker, ensure_queue_schema
 from .signals import SignalInbox
 from .systemd import Notifier, watchdog_interval
 from .triggers import build_trigger
@@ -105,8 +107,16 @@ class Daemon:
         notifier: Notifier | None = None,
         inbox: SignalInbox | None = None,
         log_overrides: LogOverrides | None = None,
+        role: str = "run",
     ) -> None:
+        """``role``: ``run`` (schedule and work), ``schedule`` (only defer jobs:
+        ``run --no-work``) or ``work`` (``invoicesync worker``: only run queued
+        jobs); the last two need ``executor: procrastinate``."""
         self.loaded = loaded
+        self.role = role
+        self._queue: JobQueue | None = None
+        self._leader: Leadership | None = None
+        self._worker: QueueWorker | None = None
         self.registry = registry
         self.clock = clock
         self.notifier = notifier or Notifier()
@@ -175,6 +185,25 @@ class Daemon:
             self.inbox.restore()
             return 2
         config = self.runtime.config
+        if config.executor is Executor.PROCRASTINATE:
+            try:
+                self._start_queue()
+            except Exception as exc:  # the database refused: nothing can run
+                self.log.error("queue.error", error=describe_error(exc))
+                self._close_queue()
+                self.inbox.restore()
+                return 1
+        elif self.role != "run":
+            self.log.error(
+                "config.invalid",
+                file=str(self.loaded.path),
+                problems=[
+                    "`invoicesync worker` and `run --no-work` need `executor: procrastinate` "
+                    "(docs/scaling.md)"
+                ],
+            )
+            self.inbox.restore()
+            return 2
         self._scheduler = BackgroundScheduler(
             timezone=config.tz,
             executors={
@@ -212,6 +241,8 @@ class Daemon:
             jobs=len(self._specs),
             workers=config.daemon.workers,
             watchdog_s=interval,
+            executor=config.executor.value,
+            role=self.role,
         )
         self.notifier.ready(self._status_line())
         self.scheduler.resume()
@@ -230,8 +261,72 @@ class Daemon:
 
     # -- jobs ------------------------------------------------------------------------------
 
+    # -- executor: procrastinate ------------------------------------------------------------
+
+    def _start_queue(self) -> None:
+        rt = self.runtime
+        engine = rt.engine
+        if ensure_queue_schema(engine):
+            self.log.info("queue.schema_created")
+        self._queue = JobQueue(engine)
+        self.jobs.defer = self._defer
+        if self.role != "work":
+            self._leader = Leadership(engine)
+        if self.role != "schedule":
+            daemon = rt.config.daemon
+            self._worker = QueueWorker(
+                engine,
+                self._run_queued,
+                concurrency=daemon.workers,
+                heartbeat=daemon.heartbeat.total_seconds(),
+                stalled_after=daemon.stalled_after.total_seconds(),
+                grace_period=daemon.grace_period.total_seconds(),
+            )
+            self._worker.start()
+
+    def _defer(self, kind: str, subject: str, reason: str) -> bool:
+        """Queue a run for whichever node is free (one waiting per job at most)."""
+        assert self._queue is not None
+        job = import_job_id(subject) if kind == "import" else export_job_id(subject)
+        queued = self._queue.defer(kind, subject, reason)
+        self.log.info("job.deferred", job=job, reason=reason, queued=queued, leader=None)
+        return queued
+
+    def _tick(self, kind: str, subject: str) -> None:
+        """A scheduled run with a queue: deferred by the scheduling node only."""
+        if self.stop.is_set():
+            return
+        job = import_job_id(subject) if kind == "import" else export_job_id(subject)
+        try:
+            leader = self._leader is not None and self._leader.is_leader()
+            if not leader:
+                self.log.info(
+                    "job.deferred", job=job, reason="schedule", queued=False, leader=False
+                )
+                return
+            assert self._queue is not None
+            queued = self._queue.defer(kind, subject, "schedule")
+            self.log.info("job.deferred", job=job, reason="schedule", queued=queued, leader=True)
+        except Exception as exc:  # the database is away: the next tick tries again
+            self.log.error("job.error", job=job, error=describe_error(exc))
+
+    def _run_queued(self, kind: str, subject: str, reason: str) -> None:
+        """A job the queue handed to this node's worker."""
+        if kind == "import":
+            self.jobs.import_source(subject, reason)
+        else:
+            self.jobs.export_account(subject, reason)
+
+    def _close_queue(self) -> None:
+        if self._leader is not None:
+            self._leader.close()
+        if self._queue is not None:
+            self._queue.close()
+
     def _desired(self, rt: Runtime) -> dict[str, _JobSpec]:
         cfg = rt.config
+        if self.role == "work":
+            return {}  # a worker node only runs what the queue hands it
         jitter = cfg.daemon.jitter.total_seconds()
         wanted: dict[str, _JobSpec] = {}
         entries: list[tuple[str, Any]] = [("import", s) for s in cfg.sources]
@@ -273,9 +368,12 @@ class Daemon:
                 self.scheduler.reschedule_job(job_id, trigger=trigger)
                 changes["rescheduled"].append(job_id)
             else:
-                func = (
+                func: Callable[..., None] = (
                     self.jobs.import_source if spec.kind == "import" else self.jobs.export_account
                 )
+                args = [spec.subject]
+                if self._queue is not None:
+                    func, args = self._tick, [spec.kind, spec.subject]
                 extra: dict[str, Any] = {}
                 if spec.config.every is not None and spec.config.window is None:
                     # Interval jobs run once at the start, spread by the jitter.
@@ -284,7 +382,7 @@ class Daemon:
                 self.scheduler.add_job(
                     func,
                     trigger=trigger,
-                    args=[spec.subject],
+                    args=args,
                     id=job_id,
                     name=job_id,
                     replace_existing=True,
@@ -302,6 +400,8 @@ class Daemon:
         abandoned at the last shutdown, documents a reload's wider
         restrictions now admit -- would wait for the next new document.
         """
+        if self.role == "work":
+            return
         for account in self.runtime.config.exports:
             if account.schedule is not None and account.schedule.after_import:
                 self.jobs.request_export(account.id, reason)
@@ -312,7 +412,7 @@ class Daemon:
         """Start, restart or stop watcher threads to match the configuration."""
         rt = self.runtime
         wanted: dict[str, tuple[Any, WatchSpec | None]] = {}
-        for source in rt.config.sources:
+        for source in rt.config.sources if self.role != "work" else []:
             # Options models compare by value: a reload that changes nothing
             # about this source keeps its watcher (and does not re-import).
             key = (source.type, rt.loaded.source_options[source.id])
@@ -507,7 +607,12 @@ class Daemon:
         # wait=False: the worker pool is drained below with our own deadline;
         # queued job bodies see the stop flag and return at once.
         self.scheduler.shutdown(wait=False)
-        clean = self.jobs.wait_idle(max(0.0, deadline - time.monotonic()))
+        worker_done = True
+        if self._worker is not None:
+            # Takes no new jobs; the running ones see the stop flag.
+            worker_done = self._worker.stop(max(0.0, deadline - time.monotonic()))
+        clean = self.jobs.wait_idle(max(0.0, deadline - time.monotonic())) and worker_done
+        self._close_queue()
         abandoned = [] if clean else self.jobs.in_flight()
         if clean:
             for rt in [self.runtime, *self._retired]:

@@ -9,12 +9,13 @@ refers to them is committed, so a committed row always has its content.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import time
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 CHUNK = 1024 * 1024
 STALE_AFTER_S = 3600
@@ -146,3 +147,104 @@ def _replace_making_parent(tmp_name: str, target: str) -> None:
             raise
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(tmp_name, target)
+
+
+class RemoteBlobStore:
+    """The same content-addressed layout in an object store (``s3://bucket/prefix``)
+    or any other fsspec file system, for nodes that share no disk.
+
+    A PUT of an object is atomic (readers see all of it or nothing) and the key
+    is the content's hash, so "write, then commit the row" holds as on disk: a
+    committed row always has its content, and a crash leaves at most an object
+    no row refers to. Exports read through a small local cache
+    (``cache/ab/cd/<sha256>``, verified against the hash, oldest files evicted).
+    Credentials and the endpoint come from the usual environment
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` for
+    MinIO, Ceph or Garage), never from the configuration file.
+    """
+
+    CACHE_FILES = 512
+
+    def __init__(self, url: str, cache: Path, *, write: bool = True) -> None:
+        try:
+            import fsspec
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                f"blobs: {url} needs fsspec and s3fs: pip install 'invoicesync[cluster]'"
+            ) from exc
+        self.url = url.rstrip("/")
+        self.write = write
+        self.fs, root = fsspec.core.url_to_fs(self.url)
+        self._root = root.rstrip("/")
+        self._cache_dir = cache
+        self._cache_store: BlobStore | None = None
+
+    @property
+    def _cache(self) -> BlobStore:
+        # Made on first export only: a dry run must not create it.
+        if self._cache_store is None:
+            self._cache_store = BlobStore(self._cache_dir, write=True)
+        return self._cache_store
+
+    def _key(self, sha256: str) -> str:
+        return f"{self._root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def exists(self, sha256: str) -> bool:
+        return bool(self.fs.exists(self._key(sha256)))
+
+    def put(self, content: bytes | Path | BinaryIO) -> tuple[str, int]:
+        """Store ``content``; return (sha256, size). Hash only when ``write=False``."""
+        if isinstance(content, bytes):
+            data = content
+        elif isinstance(content, Path):
+            data = content.read_bytes()
+        else:  # an open handle (the folder source's): read it, never its path again
+            content.seek(0)
+            data = content.read()
+        sha = hashlib.sha256(data).hexdigest()
+        if self.write and not self.exists(sha):
+            self.fs.pipe_file(self._key(sha), data)
+        return sha, len(data)
+
+    def path(self, sha256: str) -> Path:
+        """A local file with this content (downloaded once into the cache)."""
+        if not self._cache.exists(sha256):
+            data = self.fs.cat_file(self._key(sha256))
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise OSError(f"blob {sha256} in {self.url} does not match its hash")
+            self._cache.put(data)
+            self._evict()
+        return self._cache.path(sha256)
+
+    def _evict(self) -> None:
+        files = [p for p in self._cache.root.glob("??/??/*") if p.is_file()]
+        if len(files) <= self.CACHE_FILES:
+            return
+        files.sort(key=lambda p: p.stat().st_mtime)
+        for old in files[: len(files) - self.CACHE_FILES]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+class Blobs(Protocol):
+    """What the catalog and the exporter need of a blob store."""
+
+    write: bool
+
+    def put(self, content: bytes | Path | BinaryIO) -> tuple[str, int]: ...
+
+    def path(self, sha256: str) -> Path: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+
+def open_blob_store(configured: str | None, state_dir: Path, *, write: bool = True) -> Blobs:
+    """The blob store the configuration names: ``blobs:`` as a folder or a URL,
+    else ``STATE/blobs``. Folders (``file://`` URLs too) use :class:`BlobStore`."""
+    if configured is None:
+        return BlobStore(state_dir / "blobs", write=write)
+    if configured.startswith("file://"):
+        return BlobStore(Path(configured[len("file://") :]), write=write)
+    if "://" not in configured:
+        return BlobStore(Path(configured), write=write)
+    return RemoteBlobStore(configured, state_dir / "blob-cache", write=write)

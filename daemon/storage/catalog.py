@@ -8,10 +8,11 @@ source cannot give again; a crash after it leaves a consistent row.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.plugins.models import Document, DocumentMetadata, SourceDocument
 
-from .blobs import BlobStore
+from .blobs import Blobs
 from .schema import document_revisions, documents, source_cursors
 
 _METADATA_FIELDS = tuple(DocumentMetadata.model_fields)
@@ -60,6 +61,39 @@ class ImportOutcome:
     status: ImportStatus
     document_id: str
     revision: int
+    duplicate_of: str | None = None
+    """Set when this store marked the document a duplicate of an earlier one."""
+    duplicate_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What the import stage derived from the content rather than the source."""
+
+    provenance: Mapping[str, str] = field(default_factory=dict)
+    einvoice_valid: bool | None = None
+    einvoice_errors: tuple[str, ...] = ()
+
+
+_NO_DERIVED = Derived()
+#: The provenance key recording why a document is a duplicate.
+DUPLICATE_KEY = "duplicate_of"
+
+
+def business_key(metadata: DocumentMetadata) -> str | None:
+    """SHA-256 of seller (VAT id, else name), number, gross amount and currency.
+
+    None unless all four are known: a partial key would merge different invoices.
+    """
+    fields = metadata.fields
+    seller = fields.get("seller_vat_id") or fields.get("seller_name")
+    if not seller or not metadata.number or metadata.gross_amount is None or not metadata.currency:
+        return None
+    seller = "".join(seller.split()).casefold()
+    number = " ".join(metadata.number.split()).casefold()
+    gross = format(metadata.gross_amount.normalize(), "f")
+    text = "\x1f".join((seller, number, gross, metadata.currency.upper()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def document_id(source_id: str, external_id: str) -> str:
@@ -85,13 +119,14 @@ def row_to_document(row: Any) -> Document:
     data = dict(row._mapping)
     data.pop("fingerprint", None)
     data.pop("updated_at", None)
+    data.pop("business_key", None)
     return Document.model_validate(data)
 
 
 class Catalog:
     """Documents in the database plus their content in the blob store."""
 
-    def __init__(self, engine: sa.Engine, blobs: BlobStore) -> None:
+    def __init__(self, engine: sa.Engine, blobs: Blobs) -> None:
         self.engine = engine
         self.blobs = blobs
 
@@ -158,13 +193,23 @@ class Catalog:
     #: How often :meth:`store` starts over after losing a race with another writer.
     STORE_ATTEMPTS = 3
 
-    def store(self, source_id: str, item: SourceDocument, now: datetime) -> ImportOutcome:
+    def store(
+        self,
+        source_id: str,
+        item: SourceDocument,
+        now: datetime,
+        derived: Derived = _NO_DERIVED,
+    ) -> ImportOutcome:
         """Add or update one document (and save its checkpoint) in one transaction.
 
         Safe against another process storing the same document at the same
         moment: the loser of the race (its insert of the row or of the
         revision violates a key) starts over and finds the winner's row,
         which makes its own write an update or nothing at all.
+
+        ``derived`` is what extractors found beyond the source's metadata. A new
+        document (or one whose content or business key changed) that repeats an
+        earlier one is marked ``duplicate_of`` it, in the same transaction.
         """
         validate_external_id(item.external_id)
         doc_id = document_id(source_id, item.external_id)
@@ -173,9 +218,15 @@ class Catalog:
             item.media_type or mimetypes.guess_type(item.filename)[0] or "application/octet-stream"
         )
         meta = _metadata_columns(item.metadata)
+        meta["provenance"] = dict(sorted(derived.provenance.items()))
+        meta["einvoice_valid"] = derived.einvoice_valid
+        meta["einvoice_errors"] = list(derived.einvoice_errors)
+        meta["business_key"] = business_key(item.metadata)
         for attempt in range(1, self.STORE_ATTEMPTS + 1):
             try:
-                return self._store(source_id, doc_id, item, sha, size, media_type, meta, now)
+                # A fresh copy per attempt: _store adds the duplicate's reason.
+                fresh = {**meta, "provenance": dict(meta["provenance"])}
+                return self._store(source_id, doc_id, item, sha, size, media_type, fresh, now)
             except sa.exc.IntegrityError:
                 if attempt == self.STORE_ATTEMPTS:
                     raise
@@ -195,8 +246,26 @@ class Catalog:
         # Statements take their values as execution parameters (not .values()),
         # so SQLAlchemy compiles each statement once and reuses it: this is
         # the hot path of every import.
+        key = meta["business_key"]
         with self.engine.begin() as conn:
             row = conn.execute(_SELECT_ONE, {"doc_id": doc_id}).first()
+            duplicate: tuple[str, str] | None = None
+            if row is None or (
+                row.duplicate_of is None and (row.sha256 != sha or row.business_key != key)
+            ):
+                duplicate = _find_original(
+                    conn, doc_id, source_id, sha, key, None if row is None else row.import_date
+                )
+            if duplicate is not None:
+                meta["provenance"][DUPLICATE_KEY] = duplicate[1]
+            elif row is not None and row.duplicate_of is not None:
+                # Sticky: a duplicate stays one (its reason with it).
+                reason = (row.provenance or {}).get(DUPLICATE_KEY)
+                if reason:
+                    meta["provenance"][DUPLICATE_KEY] = reason
+            duplicate_of = (
+                duplicate[0] if duplicate is not None else None if row is None else row.duplicate_of
+            )
             if row is None:
                 conn.execute(
                     _INSERT,
@@ -212,6 +281,7 @@ class Catalog:
                         revision=1,
                         fingerprint=item.fingerprint,
                         updated_at=now,
+                        duplicate_of=duplicate_of,
                         **meta,
                     ),
                 )
@@ -230,6 +300,7 @@ class Catalog:
                         revision=revision,
                         fingerprint=item.fingerprint,
                         updated_at=now,
+                        duplicate_of=duplicate_of,
                         **meta,
                     ),
                 )
@@ -242,6 +313,7 @@ class Catalog:
                     current != wanted
                     or row.filename != item.filename
                     or row.media_type != media_type
+                    or duplicate_of != row.duplicate_of
                 )
                 if changed or row.fingerprint != item.fingerprint:
                     conn.execute(
@@ -255,6 +327,7 @@ class Catalog:
                             revision=row.revision,
                             fingerprint=item.fingerprint,
                             updated_at=now if changed else row.updated_at,
+                            duplicate_of=duplicate_of,
                             **meta,
                         ),
                     )
@@ -262,6 +335,10 @@ class Catalog:
                 outcome = ImportOutcome(status, doc_id, row.revision)
             if item.cursor is not None:
                 self._save_cursor(conn, source_id, item.cursor, now)
+        if duplicate is not None:
+            outcome = ImportOutcome(
+                outcome.status, outcome.document_id, outcome.revision, duplicate[0], duplicate[1]
+            )
         return outcome
 
     def _add_revision(
@@ -285,6 +362,40 @@ class Catalog:
                 imported_at=now,
             ),
         )
+
+
+def _find_original(
+    conn: sa.Connection,
+    doc_id: str,
+    source_id: str,
+    sha: str,
+    key: str | None,
+    imported: datetime | None,
+) -> tuple[str, str] | None:
+    """(id, reason) of the earliest other document this one repeats, if any.
+
+    The same content from *another* source (a source yielding one file twice
+    under two names is its own business), or the same business key from any
+    document. Only originals count (never a duplicate of a duplicate), and
+    only earlier ones (a document is never a duplicate of a later one).
+    """
+    c = documents.c
+    same = sa.and_(c.sha256 == sha, c.source != source_id)
+    if key is not None:
+        same = sa.or_(same, c.business_key == key)
+    query = sa.select(c.id, c.sha256, c.source).where(
+        c.id != doc_id, c.duplicate_of.is_(None), same
+    )
+    if imported is not None:
+        query = query.where(
+            sa.or_(c.import_date < imported, sa.and_(c.import_date == imported, c.id < doc_id))
+        )
+    row = conn.execute(query.order_by(c.import_date, c.id).limit(1)).first()
+    if row is None:
+        return None
+    if row.sha256 == sha and row.source != source_id:
+        return row.id, f"same content (SHA-256) as {row.id} from source {row.source}"
+    return row.id, f"same seller, number, gross amount and currency as {row.id}"
 
 
 def _normalise(value: Any) -> Any:

@@ -67,6 +67,17 @@ def migrate(engine: sa.Engine) -> None:
     from alembic import command
 
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # N nodes starting together against one fresh database: one
+            # migrates, the others wait here and then find nothing to do.
+            connection.execute(
+                sa.text(
+                    "SELECT pg_advisory_xact_lock("
+                    "hashtext('invoicesync:migrate:' || current_schema()))"
+                )
+            )
+            if MigrationContext.configure(connection).get_current_revision() == head:
+                return
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

@@ -43,10 +43,19 @@ documents = sa.Table(
     sa.Column("filename", sa.Text, nullable=False),
     sa.Column("media_type", sa.String(200), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("fingerprint", sa.String(200), nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # Where each extracted field came from: {"document_date": "Factur-X XML, BT-2"}.
+    sa.Column("provenance", sa.JSON, nullable=False, server_default="{}"),
+    sa.Column("einvoice_valid", sa.Boolean, nullable=True),
+    sa.Column("einvoice_errors", sa.JSON, nullable=False, server_default="[]"),
+    # The first document this one repeats (same content from another source,
+    # or the same seller + number + gross + currency); null: not a duplicate.
+    sa.Column("duplicate_of", sa.String(600), nullable=True, index=True),
+    # SHA-256 of seller, number, gross amount and currency, when all are known.
+    sa.Column("business_key", sa.String(64), nullable=True, index=True),
 )
 
 #: Every content revision a document has had (the first is revision 1).

@@ -51,7 +51,30 @@ def test_missing_values_render_as_unknown() -> None:
     name = FilenameTemplate.parse(DEFAULT_TEMPLATE).render(
         doc(company=None, number=None, document_date=None), BERLIN
     )
-    assert name == "unknown/unknown/unknown_incoming_invoice_unknown.pdf"
+    # The default template falls back to the original file name (SPEC 11).
+    assert name == "unknown/unknown/unknown_incoming_invoice_Rechnung März.pdf"
+    name = FilenameTemplate.parse("{company}_{number}.{ext}").render(doc(number=None), BERLIN)
+    assert name == "acme_unknown.pdf"
+
+
+def test_fallback_takes_the_first_placeholder_with_a_value() -> None:
+    template = FilenameTemplate.parse("{number|filename}.{ext}")
+    assert template.render(doc(), BERLIN) == "RE-1.pdf"
+    assert template.render(doc(number=None), BERLIN) == "Rechnung März.pdf"
+    assert template.placeholders == {"number", "filename", "ext"}
+    dated = FilenameTemplate.parse("{due_date|document_date:%Y-%m}.{ext}")
+    assert dated.render(doc(), BERLIN) == "2026-03.pdf"
+    both_missing = FilenameTemplate.parse("{currency|company}")
+    assert both_missing.render(doc(company=None), BERLIN) == "unknown"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{number|}", "{number|nope}", "{number|filename:%Y}", "{number|a.b}"],
+)
+def test_bad_fallbacks_are_configuration_errors(template: str) -> None:
+    with pytest.raises(ValueError):
+        FilenameTemplate.parse(template)
 
 
 @pytest.mark.parametrize(

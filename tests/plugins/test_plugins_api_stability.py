@@ -16,6 +16,7 @@ PUBLISHED_HOOKS: dict[str, list[str]] = {
     "invoicesync_register_sources": [],
     "invoicesync_register_targets": [],
     "invoicesync_register_checks": [],
+    "invoicesync_register_extractors": [],  # API 1.2
     "invoicesync_document_imported": ["document", "source_id", "new_revision"],
     "invoicesync_document_exported": ["document", "account_id", "remote_name", "remote_ref"],
 }
@@ -46,6 +47,11 @@ PUBLISHED_NAMES = {
     "Target",
     "TransientError",
     "WatchSpec",  # API 1.1
+    "EINVOICE_PRIORITY",  # API 1.2
+    "Extraction",  # API 1.2
+    "ExtractionError",  # API 1.2
+    "ExtractionInput",  # API 1.2
+    "Extractor",  # API 1.2
     "hookimpl",
     "hookspec",
 }

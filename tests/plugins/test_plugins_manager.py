@@ -98,6 +98,7 @@ def test_a_plugin_package_adds_its_types(
         "sources": ["good-source"],
         "targets": ["good-target"],
         "checks": [],
+        "extractors": [],
     }
     assert json.loads(json.dumps([p.as_dict() for p in registry.plugins]))
     assert registry.plugin_of("target", "good-target") == "good"

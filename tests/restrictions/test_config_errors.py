@@ -189,8 +189,8 @@ ERRORS = [
         "unknown attribute key",
         {"attributes": {"colour": ["red"]}},
         ("attributes", "colour"),
-        "unknown attribute check 'colour'; known: approved, currencies, fields, filename, "
-        "gross_amount, payment_status, tags, types",
+        "unknown attribute check 'colour'; known: approved, currencies, einvoice_valid, fields, "
+        "filename, gross_amount, payment_status, tags, types",
     ),
     err(
         "plugin options validated inside",

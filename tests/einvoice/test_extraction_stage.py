@@ -1,0 +1,150 @@
+"""The import's extraction stage: precedence, isolation, company direction."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+from typing import ClassVar
+
+from invoicesync.connectors_builtin.einvoice import EInvoiceExtractor
+from invoicesync.connectors_builtin.einvoice.validation import _schema
+from invoicesync.daemon.config.models import CompanyConfig, CompanyRule, SourceConfig
+from invoicesync.daemon.engine.extraction import ExtractionStage
+from invoicesync.plugins import (
+    DocumentMetadata,
+    DocumentType,
+    Extraction,
+    ExtractionInput,
+    Extractor,
+    SourceDocument,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "einvoices"
+RELEASE = threading.Event()
+
+
+class Raising(Extractor):
+    name: ClassVar[str] = "raising"
+    priority: ClassVar[int] = 90
+
+    def extract(self, document: ExtractionInput) -> Extraction | None:
+        raise RuntimeError("boom in the plugin")
+
+
+class Stuck(Extractor):
+    name: ClassVar[str] = "stuck"
+    priority: ClassVar[int] = 80
+
+    def extract(self, document: ExtractionInput) -> Extraction | None:
+        RELEASE.wait(60)  # released by the test once the stage moved on
+        return Extraction(metadata=DocumentMetadata(number="LATE"))
+
+
+class Heuristic(Extractor):
+    name: ClassVar[str] = "guess"
+    priority: ClassVar[int] = 10
+
+    def extract(self, document: ExtractionInput) -> Extraction | None:
+        return Extraction(
+            metadata=DocumentMetadata(number="GUESS", note="from a heuristic"),
+            provenance={"number": "guess, text", "note": "guess, text"},
+        )
+
+
+EXTRACTORS = {"einvoice": EInvoiceExtractor, "raising": Raising, "stuck": Stuck, "guess": Heuristic}
+
+
+def stage(source: SourceConfig, companies: list[CompanyConfig] | None = None) -> ExtractionStage:
+    return ExtractionStage(EXTRACTORS, [source], companies or [])
+
+
+def item(name: str, **metadata: object) -> SourceDocument:
+    return SourceDocument(
+        external_id=name,
+        filename=name,
+        content=DATA / name,
+        metadata=DocumentMetadata(**metadata),  # type: ignore[arg-type]
+    )
+
+
+def run(st: ExtractionStage, source: SourceConfig, doc: SourceDocument):  # type: ignore[no-untyped-def]
+    findings = st.findings(source, doc, doc.metadata)
+    merged, derived = st.apply(source, doc, findings)
+    return findings, merged, derived
+
+
+def test_the_source_wins_then_e_invoice_then_heuristics() -> None:
+    source = SourceConfig(id="inbox", type="folder", extract=["guess", "einvoice"])
+    doc = item("facturx-pkg_factur-x-en16931.xml", document_date=date(2020, 1, 1))
+    _, merged, derived = run(stage(source), source, doc)
+    meta = merged.metadata
+    assert meta.document_date == date(2020, 1, 1)  # stated by the source (sidecar)
+    assert "document_date" not in derived.provenance
+    assert meta.number == "F20260023"  # e-invoice beats the heuristic
+    assert derived.provenance["number"] == "Factur-X XML, BT-1"
+    assert meta.note == "from a heuristic"  # only the heuristic knows it
+    assert derived.provenance["note"] == "guess, text"
+    assert derived.einvoice_valid is True
+
+
+def test_a_raising_or_stuck_extractor_is_named_and_the_rest_still_applies() -> None:
+    RELEASE.clear()
+    source = SourceConfig(
+        id="inbox",
+        type="folder",
+        extract=["raising", "stuck", "einvoice"],
+        # Long enough for the e-invoice extractor on a loaded machine (its
+        # schema compiled beforehand), short enough to keep the test quick.
+        extract_timeout=timedelta(seconds=2),
+    )
+    _schema("ubl-2.1-invoice")
+    doc = item("django-xrechnung_ubl.xml", tags=["mail"])
+    try:
+        findings, merged, _ = run(stage(source), source, doc)
+    finally:
+        RELEASE.set()
+    errors = {f.extractor: f.error for f in findings if f.error}
+    assert errors["raising"] == "RuntimeError: boom in the plugin"
+    assert set(errors) == {"raising", "stuck"}
+    assert "took longer than 2 s" in (errors["stuck"] or "")
+    assert merged.metadata.number == "INV-0001"  # the e-invoice extractor still ran
+    assert merged.metadata.tags == frozenset({"mail"})
+
+
+def test_company_profiles_decide_incoming_or_sales() -> None:
+    source = SourceConfig(id="inbox", type="folder")
+    # erechnung-core sample: seller DE123456789, buyer DE987654321.
+    buyer = [CompanyConfig(id="kunde", vat_ids=["DE 987 654 321"])]
+    # company=None as the folder source passes it without a `company` option,
+    # type=misc as the imap source passes it by default: they state nothing,
+    # so the e-invoice fills them.
+    doc = item("erechnung-core_de-standard-19.xml", company=None, type="misc")
+    _, merged, derived = run(stage(source, buyer), source, doc)
+    assert merged.metadata.company == "kunde"
+    assert merged.metadata.type is DocumentType.INCOMING_INVOICE
+    assert derived.provenance["company"].startswith("company profile kunde: buyer VAT id")
+    seller = [CompanyConfig(id="wir", vat_ids=["DE123456789"])]
+    _, merged, derived = run(
+        stage(source, seller), source, item("erechnung-core_de-standard-19.xml")
+    )
+    assert merged.metadata.company == "wir"
+    assert merged.metadata.type is DocumentType.SALES_INVOICE
+    assert "seller VAT id DE123456789" in derived.provenance["type"]
+
+
+def test_assign_company_rules_match_extracted_fields_and_win() -> None:
+    rule = CompanyRule(company="telco", field={"seller_vat_id": "DE123456789"})
+    source = SourceConfig(id="inbox", type="folder", assign_company=[rule])
+    companies = [CompanyConfig(id="kunde", vat_ids=["DE987654321"])]
+    _, merged, derived = run(
+        stage(source, companies), source, item("erechnung-core_de-standard-19.xml")
+    )
+    assert merged.metadata.company == "telco"
+    assert derived.provenance["company"] == "assign_company rule"
+
+
+def test_extraction_off() -> None:
+    source = SourceConfig(id="inbox", type="folder", extract=[])
+    findings, merged, derived = run(stage(source), source, item("django-xrechnung_ubl.xml"))
+    assert findings == [] and merged.metadata.number is None and not derived.provenance
