@@ -810,10 +810,20 @@ def backup(app: AppContext, path: Path) -> None:
 
     cfg = app.loaded.config
     state = Path(cfg.state)
+    blobs: Path | None = None
+    if cfg.blobs is not None:
+        remote = "://" in cfg.blobs and not cfg.blobs.startswith("file://")
+        blobs = Path() if remote else Path(cfg.blobs.removeprefix("file://"))
     try:
-        summary = backup_state(state, database_url(state, cfg.database), path)
+        summary = backup_state(state, database_url(state, cfg.database), path, blobs)
     except BackupError as exc:
         fail(str(exc))
+    if blobs == Path():
+        click.echo(
+            f"note: the content is in {cfg.blobs}, which this backup does not copy; "
+            "back it up with that store's own means (e.g. bucket versioning)",
+            err=True,
+        )
     app.out.print(
         f"backed up {state} to {summary.path}: catalog {summary.catalog_bytes:,} bytes, "
         f"{summary.blobs:,} content file(s), {summary.blob_bytes:,} bytes",

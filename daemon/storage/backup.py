@@ -60,8 +60,15 @@ def _copy_tree(source: Path, target: Path, skip: frozenset[str] = frozenset()) -
     return files, size
 
 
-def backup_state(state: Path, database_url: str, target: Path) -> BackupSummary:
-    """Write a restorable copy of the state folder ``state`` into the new folder ``target``."""
+def backup_state(
+    state: Path, database_url: str, target: Path, blobs: Path | None = None
+) -> BackupSummary:
+    """Write a restorable copy of the state folder ``state`` into the new folder ``target``.
+
+    ``blobs`` is the content folder when ``blobs:`` names one outside the
+    state folder (copied into ``target/blobs`` all the same); a remote blob
+    store (``s3://...``) is left to its own backups: pass ``Path()``.
+    """
     url = sa.make_url(database_url)
     if not url.drivername.startswith("sqlite"):
         raise BackupError(
@@ -87,6 +94,11 @@ def backup_state(state: Path, database_url: str, target: Path) -> BackupSummary:
     finally:
         copy.close()
         source.close()
-    blobs, blob_bytes = _copy_tree(state / "blobs", target / "blobs", skip=frozenset({"tmp"}))
+    source_blobs = state / "blobs" if blobs is None else blobs
+    count, blob_bytes = (
+        _copy_tree(source_blobs, target / "blobs", skip=frozenset({"tmp"}))
+        if source_blobs != Path()
+        else (0, 0)
+    )
     _copy_tree(state / "connectors", target / "connectors")
-    return BackupSummary(target, (target / CATALOG).stat().st_size, blobs, blob_bytes)
+    return BackupSummary(target, (target / CATALOG).stat().st_size, count, blob_bytes)
