@@ -54,8 +54,17 @@ def unit_settings() -> dict[str, list[str]]:
 def _require_namespaces() -> None:
     if os.geteuid() != 0:
         skip_or_fail("the deploy guide runs as root (mount namespaces, /etc, /opt)")
+    # A private mount namespace with overlay and read-only bind mounts.
     probe = subprocess.run(
-        ["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"],
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            "set -e; mount -t tmpfs none /mnt; mkdir /mnt/u /mnt/w; "
+            "mount -t overlay overlay -o lowerdir=/opt,upperdir=/mnt/u,workdir=/mnt/w /opt; "
+            "mount -o remount,bind,ro /opt",
+        ],
         capture_output=True,
         text=True,
     )
