@@ -15,24 +15,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Annotated, Any
 
-from invoicesync.plugins import ConfigurationError, ConnectorContext, PermanentError, TransientError
+from invoicesync.plugins import (
+    CONTROL_CHARACTERS,
+    ConfigurationError,
+    ConnectorContext,
+    TransientError,
+)
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 __all__ = [
-    "MAX_COMPONENT_BYTES",
     "ContentReadError",
     "Duration",
     "import_optional",
     "parse_retry_after",
     "replace_chars",
     "short_reason",
-    "split_remote_name",
     "spooled_content",
     "stream_size",
 ]
 
-MAX_COMPONENT_BYTES = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -74,35 +75,6 @@ class ContentReadError(Exception):
     """
 
 
-def split_remote_name(name: str, *, forbidden: str = "\\") -> list[str]:
-    """The components of a remote name, or PermanentError if it could escape the root.
-
-    The engine only hands over sanitised names (SPEC section 3); this is the
-    target's own line of defence, so a name is refused rather than repaired.
-    """
-    if not name or name.startswith("/"):
-        raise PermanentError(f"refusing remote name {name!r}: it must be a relative path")
-    parts = name.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise PermanentError(
-                f"refusing remote name {name!r}: empty, '.' or '..' path components"
-            )
-        if _CONTROL.search(part):
-            raise PermanentError(f"refusing remote name {name!r}: it contains control characters")
-        bad = sorted({c for c in part if c in forbidden})
-        if bad:
-            raise PermanentError(
-                f"refusing remote name {name!r}: this target does not accept {' '.join(bad)}"
-            )
-        if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            raise PermanentError(
-                f"refusing remote name {name!r}: a component is longer than "
-                f"{MAX_COMPONENT_BYTES} bytes"
-            )
-    return parts
-
-
 def replace_chars(component: str, chars: str, *, strip_trailing: str = "") -> str:
     """Replace each of ``chars`` by ``_`` and trailing ``strip_trailing`` characters too.
 
@@ -134,7 +106,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 def short_reason(text: str, limit: int = 300) -> str:
     """A server-supplied message made safe for one log line: no control characters, capped."""
-    text = _CONTROL.sub(" ", text)
+    text = CONTROL_CHARACTERS.sub(" ", text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -14,12 +14,14 @@ import mimetypes
 import re
 import string
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
 from invoicesync.plugins.models import Document
+from invoicesync.plugins.names import CONTROL_CHARACTERS, MAX_COMPONENT_BYTES
 
 DEFAULT_TEMPLATE = (
     "{company}/{document_date:%Y}/{document_date:%Y-%m-%d}_{type}_{number|filename}.{ext}"
@@ -43,9 +45,18 @@ PLACEHOLDERS = frozenset(
     | DATE_PLACEHOLDERS
 )
 MISSING = "unknown"
-MAX_COMPONENT_BYTES = 255
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Bidirectional controls (embeddings, overrides, isolates, marks) make
+# "a\u202eFDP.exe.pdf" display as "aexe.PDF": a name must read as it is.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Names Windows (and SMB shares, and many sync clients) refuse or treat as
+# devices, whatever the extension: CON, con.txt, NUL.pdf, COM1, LPT9.tar.gz.
+_WINDOWS_RESERVED = re.compile(
+    r"^(?:CON|PRN|AUX|NUL|CONIN\$|CONOUT\$|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3])"
+    r"(?:\..*)?$",
+    re.IGNORECASE,
+)
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"|?*]')
 _STRFTIME_ALLOWED = re.compile(r"^(?:%[aAbBdHjmMpSUwWyYzZGuV%]|[^%/\\\x00-\x1f])*$")
 
 
@@ -176,13 +187,65 @@ def split_filename(name: str) -> tuple[str, str]:
 def sanitize_component(component: str) -> str:
     """Make one path component safe on every common file system and protocol."""
     text = unicodedata.normalize("NFC", component)
-    text = _CONTROL.sub("", text).replace("/", "_").replace("\\", "_")
+    text = _BIDI.sub("", CONTROL_CHARACTERS.sub("", text)).replace("/", "_").replace("\\", "_")
     text = text.strip()
     if text in ("", ".", ".."):
         text = MISSING if text == "" else "_" * len(text)
     # A leading dot would hide the file (and '..' prefixes look like traversal).
     text = re.sub(r"^\.+", lambda m: "_" * len(m.group(0)), text)
     return truncate_bytes(text, MAX_COMPONENT_BYTES)
+
+
+def portable_component(component: str) -> str:
+    """``component`` (already sanitised) made valid on every common file system.
+
+    For accounts with ``portable_names``: no trailing dots or spaces (Windows
+    drops them, so ``a.`` and ``a`` would be one file), none of ``<>:"|?*``,
+    and no reserved device name (``CON``, ``con.txt``, ``COM1``...), which
+    gets a leading ``_``. Idempotent.
+    """
+    text = _WINDOWS_FORBIDDEN.sub("_", component)
+    stripped = text.rstrip(". ")
+    if stripped != text:
+        text = stripped + "_" if stripped else MISSING
+    if _WINDOWS_RESERVED.match(text):
+        text = "_" + text
+    return truncate_bytes(text, MAX_COMPONENT_BYTES)
+
+
+def name_key(remote_name: str) -> str:
+    """What two names share when a case-insensitive file system sees one file.
+
+    ``Café``, ``café``, ``CAFÉ`` (composed or not) all give ``café``: Unicode
+    NFC, full case folding (``ß`` -> ``ss``), NFC again.
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", remote_name).casefold())
+
+
+class FoldedNames:
+    """The names an account holds, by :func:`name_key`: who holds which.
+
+    Used for accounts with ``portable_names``, where names that differ only
+    in case (or Unicode composition) would overwrite each other on a
+    case-insensitive target (Windows shares, macOS, many Nextcloud back-ends).
+    Filled from the ledger at the start of a run (one run per account at a
+    time) and kept up to date as the run reserves names; not thread-safe on
+    its own (the exporter holds its lock).
+    """
+
+    def __init__(self, held: Iterable[tuple[str, str]] = ()) -> None:
+        self._holder: dict[str, str] = {}
+        for name, document_id in held:
+            self._holder.setdefault(name_key(name), document_id)
+
+    def free(self, document_id: str, names: Iterable[str]) -> Iterator[str]:
+        """Those of ``names`` that no *other* document holds in any case."""
+        for name in names:
+            if self._holder.get(name_key(name), document_id) == document_id:
+                yield name
+
+    def hold(self, name: str, document_id: str) -> None:
+        self._holder[name_key(name)] = document_id
 
 
 def truncate_bytes(component: str, limit: int) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from invoicesync.daemon.config.models import ExportConfig
-from invoicesync.daemon.engine.exporter import iter_candidates
+from invoicesync.daemon.engine.plan import account_candidates
 from invoicesync.daemon.engine.runtime import Runtime
 from invoicesync.daemon.scheduler.nextruns import Schedule, read_schedule
 from invoicesync.daemon.storage.ledger import LedgerState
@@ -47,9 +47,9 @@ def pending_count(rt: Runtime, account: ExportConfig) -> int:
     evaluator = rt.evaluators[account.id]
     return sum(
         1
-        for c in iter_candidates(rt, account, now)
+        for c in account_candidates(rt, account, now)
         if c.state in (None, LedgerState.EXPORTING, LedgerState.EXPORTED)
-        and evaluator.evaluate(c.document, now).export
+        and evaluator.accepts(c.document, now)
     )
 
 
@@ -113,8 +113,8 @@ def document_states(
             ):
                 per_account[account.id] = entry.state.value
             else:
-                decision = rt.evaluators[account.id].evaluate(doc, now)
-                per_account[account.id] = "pending" if decision.export else "excluded"
+                accepted = rt.evaluators[account.id].accepts(doc, now)
+                per_account[account.id] = "pending" if accepted else "excluded"
         if state is not None and state not in per_account.values():
             continue
         matched += 1

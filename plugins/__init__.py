@@ -47,12 +47,15 @@ from .models import (
     SkippedDocument,
     SourceDocument,
 )
+from .names import CONTROL_CHARACTERS, MAX_COMPONENT_BYTES, split_remote_name
 
 PLUGIN_API_VERSION = "1.2"
 """Major.minor of this API. A plugin may check the major number at import."""
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "EINVOICE_PRIORITY",
+    "MAX_COMPONENT_BYTES",
     "PLUGIN_API_VERSION",
     "AttributeCheck",
     "CheckOutcome",
@@ -83,4 +86,5 @@ __all__ = [
     "WatchSpec",
     "hookimpl",
     "hookspec",
+    "split_remote_name",
 ]

@@ -24,6 +24,8 @@ from pydantic import (
     field_validator,
 )
 
+from .names import CONTROL_CHARACTERS
+
 __all__ = [
     "Document",
     "DocumentMetadata",
@@ -58,11 +60,10 @@ class PaymentStatus(StrEnum):
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # Control characters (C0, DEL, C1) have no business in metadata strings: they
 # break log lines, terminals and file names.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _no_control_chars(value: str | None) -> str | None:
-    if value is not None and _CONTROL.search(value):
+    if value is not None and CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters (NUL, newline, escape...)")
     return value
 
@@ -116,9 +117,10 @@ def _amount(value: Decimal | None) -> Decimal | None:
 CleanStr = Annotated[str, AfterValidator(_no_control_chars), Field(max_length=1000)]
 CurrencyCode = Annotated[str, AfterValidator(_currency)]
 # Amounts are Decimal, never float, and bounded by _amount (plugin API 1.2).
-# Floats in JSON sidecars are rejected by strict validation at the edges (see
-# DocumentMetadata.amount_not_float) so that 0.1 + 0.2 never enters the
-# catalog; strings and integers are accepted.
+# Strings and integers are taken as they are; a float (JSON 12.5 in a sidecar)
+# is converted through its repr, the shortest decimal that round-trips, i.e.
+# the digits that were written (see DocumentMetadata.amount_not_float), so
+# binary noise never enters the catalog.
 Amount = Annotated[
     Decimal,
     AfterValidator(_amount),
@@ -152,7 +154,7 @@ class DocumentMetadata(BaseModel):
     @field_validator("net_amount", "gross_amount", mode="before")
     @classmethod
     def amount_not_float(cls, value: Any) -> Any:
-        """Refuse binary floats: ``12.10`` must arrive as ``"12.10"`` or a Decimal."""
+        """Turn a float into the Decimal of its shortest repr (``12.1`` -> ``Decimal("12.1")``)."""
         if isinstance(value, float):
             # A float that is an exact short decimal (JSON 12.5) is converted via
             # its repr, which is the shortest round-tripping form.

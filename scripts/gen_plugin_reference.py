@@ -74,6 +74,9 @@ _ALIASES = {
     "FetchResult": "What `Source.fetch` returns: a generator of documents whose return "
     "value is the next cursor.",
     "RelativePath": "A `Path` option resolved against the configuration file's folder.",
+    "CONTROL_CHARACTERS": "The pattern of control characters (Unicode Cc: C0, DEL, C1) "
+    "that names and metadata must not contain.",
+    "MAX_COMPONENT_BYTES": "`{value!r}`: UTF-8 bytes per remote path component.",
     "hookimpl": "The marker for hook implementations (`@hookimpl`).",
     "hookspec": "The marker for hook specifications (invoicesync's own).",
 }

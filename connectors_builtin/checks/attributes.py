@@ -216,25 +216,39 @@ def _root(options: BaseModel) -> Any:
     return options.root if isinstance(options, RootModel) else options
 
 
-class TypesCheck(AttributeCheck):
+class _OneOfCheck(AttributeCheck):
+    """The document's value of one attribute is one of the listed values."""
+
+    label: ClassVar[str]
+
+    def __init__(self, options: BaseModel) -> None:
+        super().__init__(options)
+        values = [str(v) for v in _root(options)]
+        self.values = frozenset(values)
+        self.shown = _listing(values)
+
+    def value(self, document: Document) -> str | None:
+        raise NotImplementedError
+
+    def evaluate(self, document: Document) -> CheckOutcome:
+        value = self.value(document)
+        passed = value is not None and value in self.values
+        return DeferredOutcome(passed, lambda: self._reason(value, passed))
+
+    def _reason(self, value: str | None, passed: bool) -> str:
+        return f"{self.label} {value} is {'' if passed else 'not '}one of {self.shown}"
+
+
+class TypesCheck(_OneOfCheck):
     """The document's type is one of the listed types."""
 
     key: ClassVar[str] = "types"
     Options: ClassVar[type[BaseModel]] = RootModel[TypesValue]
     description: ClassVar[str] = "document type is one of the listed types"
+    label: ClassVar[str] = "type"
 
-    def __init__(self, options: BaseModel) -> None:
-        super().__init__(options)
-        types = [str(t) for t in _root(options)]
-        self.values = frozenset(types)
-        self.shown = _listing(types)
-
-    def evaluate(self, document: Document) -> CheckOutcome:
-        passed = document.type in self.values
-        return DeferredOutcome(
-            passed,
-            lambda: f"type {document.type} is {'' if passed else 'not '}one of {self.shown}",
-        )
+    def value(self, document: Document) -> str | None:
+        return document.type
 
 
 class TagsCheck(AttributeCheck):
@@ -286,28 +300,16 @@ class TagsCheck(AttributeCheck):
         return f"tags {shown}: " + ("; ".join(parts) if parts else "no tag conditions")
 
 
-class PaymentStatusCheck(AttributeCheck):
+class PaymentStatusCheck(_OneOfCheck):
     """The payment status is one of the listed statuses."""
 
     key: ClassVar[str] = "payment_status"
     Options: ClassVar[type[BaseModel]] = RootModel[PaymentStatusValue]
     description: ClassVar[str] = "payment status is one of the listed statuses"
+    label: ClassVar[str] = "payment status"
 
-    def __init__(self, options: BaseModel) -> None:
-        super().__init__(options)
-        statuses = [str(s) for s in _root(options)]
-        self.values = frozenset(statuses)
-        self.shown = _listing(statuses)
-
-    def evaluate(self, document: Document) -> CheckOutcome:
-        passed = document.payment_status in self.values
-        return DeferredOutcome(
-            passed,
-            lambda: (
-                f"payment status {document.payment_status} is "
-                f"{'' if passed else 'not '}one of {self.shown}"
-            ),
-        )
+    def value(self, document: Document) -> str | None:
+        return document.payment_status
 
 
 class ApprovedCheck(AttributeCheck):
@@ -365,28 +367,21 @@ class GrossAmountCheck(AttributeCheck):
         return f"{shown} is within {', '.join(p for p in (lo, hi) if p)}"
 
 
-class CurrenciesCheck(AttributeCheck):
+class CurrenciesCheck(_OneOfCheck):
     """The currency is one of the listed ISO 4217 codes."""
 
     key: ClassVar[str] = "currencies"
     Options: ClassVar[type[BaseModel]] = RootModel[CurrenciesValue]
     description: ClassVar[str] = "currency is one of the listed ISO 4217 codes"
+    label: ClassVar[str] = "currency"
 
-    def __init__(self, options: BaseModel) -> None:
-        super().__init__(options)
-        currencies: Sequence[str] = _root(options)
-        self.values = frozenset(currencies)
-        self.shown = _listing(currencies)
+    def value(self, document: Document) -> str | None:
+        return document.currency
 
-    def evaluate(self, document: Document) -> CheckOutcome:
-        currency = document.currency
-        passed = currency is not None and currency in self.values
-        return DeferredOutcome(passed, lambda: self._reason(currency, passed))
-
-    def _reason(self, currency: str | None, passed: bool) -> str:
-        if currency is None:
+    def _reason(self, value: str | None, passed: bool) -> str:
+        if value is None:
             return f"no currency (wanted one of {self.shown})"
-        return f"currency {currency} is {'' if passed else 'not '}one of {self.shown}"
+        return super()._reason(value, passed)
 
 
 class FieldsCheck(AttributeCheck):

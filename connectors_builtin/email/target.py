@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from invoicesync.plugins import (
+    CONTROL_CHARACTERS,
     ConnectorError,
     ConnectorOptions,
     ExportItem,
@@ -74,7 +75,6 @@ DEFAULT_BODY = (
 )
 _DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?)[bB]?\s*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An idle connection is probed with NOOP before reuse: servers drop idle
 # clients after a while (Postfix: 300 s) and we'd rather reconnect than fail.
 _IDLE_PROBE_S = 10.0
@@ -107,7 +107,7 @@ def _parse_size(value: Any) -> int:
 
 
 def _address(value: str) -> str:
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise ValueError(f"{value!r}: control characters are not allowed")
     _, addr = email.utils.parseaddr(value)
     if not addr or "@" not in addr or " " in addr or addr.startswith("@") or addr.endswith("@"):
@@ -186,7 +186,7 @@ class EmailOptions(ConnectorOptions):
     @field_validator("host", "username", "helo_name")
     @classmethod
     def _no_control(cls, value: str | None) -> str | None:
-        if value is not None and (_CONTROL.search(value) or value != value.strip()):
+        if value is not None and (CONTROL_CHARACTERS.search(value) or value != value.strip()):
             raise ValueError("must not contain control characters or surrounding spaces")
         return value
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO
 
 from invoicesync.plugins import (
+    MAX_COMPONENT_BYTES,
     ConnectorError,
     ConnectorOptions,
     ExportItem,
@@ -43,6 +44,7 @@ from invoicesync.plugins import (
     RelativePath,
     Target,
     TransientError,
+    split_remote_name,
 )
 from pydantic import Field
 
@@ -61,7 +63,7 @@ _PROCESS_START = time.time()
 _CLEANED_ROOTS: dict[str, float] = {}
 _CLEANED_LOCK = threading.Lock()
 _CHUNK = 1024 * 1024
-_NAME_MAX = 255
+_NAME_MAX = MAX_COMPONENT_BYTES
 _SIDECAR_SUFFIX = ".json"
 
 # Errors that say "this name can never be written here": retrying is useless.
@@ -134,38 +136,6 @@ def _shorten(name: str, max_bytes: int) -> str:
     keep = max_bytes - (len(ext.encode("utf-8")) + 1 if ext else 0)
     short = stem.encode("utf-8")[:keep].decode("utf-8", "ignore")
     return f"{short}.{ext}" if ext else short
-
-
-def split_remote_name(name: str) -> list[str]:
-    """Check a remote name and split it into folder and file components.
-
-    Raises PermanentError for anything that could escape the root or that
-    the engine's sanitiser should never have produced: absolute paths, empty,
-    ``.`` or ``..`` components, hidden components, backslashes, control
-    characters, components over 255 bytes, or text that is not valid UTF-8.
-    """
-    shown = repr(name)[:300]
-    if not isinstance(name, str) or not name:
-        raise PermanentError("refusing an empty remote name")
-    if name.startswith("/"):
-        raise PermanentError(f"refusing absolute remote name {shown}")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PermanentError(f"refusing remote name {shown}: not valid UTF-8") from None
-    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in name):
-        raise PermanentError(f"refusing remote name {shown}: it contains control characters")
-    if "\\" in name:
-        raise PermanentError(f"refusing remote name {shown}: it contains a backslash")
-    parts = name.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise PermanentError(f"refusing remote name {shown}: empty, '.' or '..' component")
-        if part.startswith("."):
-            raise PermanentError(f"refusing remote name {shown}: hidden component {part!r}")
-        if len(part.encode("utf-8")) > _NAME_MAX:
-            raise PermanentError(f"refusing remote name {shown}: a component exceeds 255 bytes")
-    return parts
 
 
 def _is_within(path: str, root: str) -> bool:

@@ -34,6 +34,7 @@ from invoicesync.plugins import (
     RelativePath,
     Target,
     TransientError,
+    split_remote_name,
 )
 from pydantic import Field, SecretStr, field_validator
 
@@ -42,7 +43,6 @@ from .._remote import (
     Duration,
     replace_chars,
     short_reason,
-    split_remote_name,
     spooled_content,
 )
 from .rcd import RcdServer

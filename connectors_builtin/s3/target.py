@@ -27,6 +27,7 @@ from invoicesync.plugins import (
     RelativePath,
     Target,
     TransientError,
+    split_remote_name,
 )
 from pydantic import SecretStr, field_validator, model_validator
 
@@ -37,7 +38,6 @@ from .._remote import (
     parse_retry_after,
     replace_chars,
     short_reason,
-    split_remote_name,
     stream_size,
 )
 

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from invoicesync.plugins import (
+    CONTROL_CHARACTERS,
+    MAX_COMPONENT_BYTES,
     ConfigurationError,
     ConnectorError,
     ConnectorOptions,
@@ -48,6 +50,7 @@ from invoicesync.plugins import (
     RelativePath,
     Target,
     TransientError,
+    split_remote_name,
 )
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -58,14 +61,13 @@ __all__ = ["SftpAccessError", "SftpOptions", "SftpTarget"]
 
 _CHUNK = 32768  # paramiko's largest SFTP write request; pipelined below
 _TEMP_MARK = ".invoicesync-tmp-"
-_NAME_MAX = 255  # bytes per path component on every common server file system
+_NAME_MAX = MAX_COMPONENT_BYTES  # bytes per path component on every common server file system
 # After the server refused our credentials or host key, exports fail fast with
 # the same error for this long instead of logging in again for every document:
 # a burst of failed logins gets the daemon's address banned (fail2ban, sshguard).
 ACCESS_RETRY_S = 60.0
 # Characters Windows-hosted SFTP servers refuse in file names.
 _NON_PORTABLE = re.compile(r'[<>:"\\|?*]')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SftpAccessError(TransientError):
@@ -112,7 +114,7 @@ class SftpOptions(ConnectorOptions):
     @field_validator("host", "username", "path")
     @classmethod
     def _no_control(cls, value: str) -> str:
-        if _CONTROL.search(value):
+        if CONTROL_CHARACTERS.search(value):
             raise ValueError("must not contain control characters")
         if value != value.strip():
             raise ValueError("must not start or end with white space")
@@ -224,14 +226,7 @@ class SftpTarget(Target[SftpOptions]):
         # against a bug or a plugin: nothing may leave the root, and what the
         # server would refuse anyway (over-long names) is refused for good here
         # instead of failing as a retryable server error.
-        for part in remote_name.split("/"):
-            if part in ("", ".", "..") or _CONTROL.search(part) or "\\" in part:
-                raise PermanentError(f"refusing unsafe remote name {remote_name!r}")
-            if len(part.encode("utf-8")) > _NAME_MAX:
-                raise PermanentError(
-                    f"refusing remote name {remote_name[:80]!r}...: a component is longer "
-                    f"than {_NAME_MAX} bytes"
-                )
+        split_remote_name(remote_name, max_component_bytes=_NAME_MAX)
         if self._root == ".":
             return remote_name
         return posixpath.join(self._root, remote_name)

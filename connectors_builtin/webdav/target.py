@@ -5,10 +5,21 @@ MOVEs it over the final name (``Overwrite: T``), so a reader never sees half a
 file. The document's SHA-256 is stored as a WebDAV dead property; a re-export
 of the same revision finds it and does not upload again, which keeps the ETag
 (the remote reference) stable.
+
+Each temporary name is recorded in the connector's state folder before its
+upload starts and forgotten once it is moved or deleted. A temporary the
+server kept because it went down before the MOVE (or because invoicesync was
+killed) is deleted at the next ``check()`` or export -- only those exact
+recorded names, never anything else in the folder.
+
+XML request bodies carry ``Content-Type: application/xml; charset=utf-8``
+(RFC 4918 section 8.2): lighttpd's mod_webdav answers 415 without it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 import uuid
@@ -27,6 +38,7 @@ from invoicesync.plugins import (
     RelativePath,
     Target,
     TransientError,
+    split_remote_name,
 )
 from pydantic import SecretStr, field_validator, model_validator
 
@@ -36,7 +48,6 @@ from .._remote import (
     parse_retry_after,
     replace_chars,
     short_reason,
-    split_remote_name,
     spooled_content,
     stream_size,
 )
@@ -49,6 +60,8 @@ FORBIDDEN_CHARS = '\\/:*?"<>|'
 NS = "urn:invoicesync:webdav"
 _DAV = "{DAV:}"
 _CHUNK = 256 * 1024
+#: RFC 4918 section 8.2: XML request bodies are marked as such.
+_XML = {"Content-Type": "application/xml; charset=utf-8"}
 
 _PROPFIND = (
     '<?xml version="1.0" encoding="utf-8"?>'
@@ -119,6 +132,8 @@ class WebDAVTarget(Target[WebDAVOptions]):
         self._base = [p for p in options.path.split("/") if p]
         self._known_dirs: set[tuple[str, ...]] = set()
         self._client: httpx.Client | None = None
+        self._journal = Path(context.state_dir) / "temporaries"
+        self._swept = False
 
     # -- public API -----------------------------------------------------------
 
@@ -133,11 +148,12 @@ class WebDAVTarget(Target[WebDAVOptions]):
     def check(self) -> None:
         """PROPFIND the base URL, create the folder, write and delete a probe file."""
         response = self._request(
-            "PROPFIND", self.options.url, headers={"Depth": "0"}, content=_PROPFIND
+            "PROPFIND", self.options.url, headers={"Depth": "0", **_XML}, content=_PROPFIND
         )
         if response.status_code == 404:
             raise PermanentError(f"WebDAV base URL {self.options.url} does not exist (HTTP 404)")
         self._raise_for_status(response, "PROPFIND", self.options.url)
+        self._sweep_temporaries()
         self._ensure_dirs(tuple(self._base))
         probe = self._url([f".invoicesync-check-{uuid.uuid4().hex[:12]}"])
         self._raise_for_status(
@@ -148,6 +164,7 @@ class WebDAVTarget(Target[WebDAVOptions]):
     def export(self, item: ExportItem) -> ExportResult:
         parts = split_remote_name(item.remote_name, forbidden=FORBIDDEN_CHARS.replace("/", ""))
         final = self._url(parts)
+        self._sweep_temporaries()
         existing = self._stat(final)
         if existing is not None and existing.get("collection"):
             raise PermanentError(f"WebDAV {final} is a folder; cannot store a document there")
@@ -156,7 +173,9 @@ class WebDAVTarget(Target[WebDAVOptions]):
             return ExportResult(existing.get("etag") or final)
         folder = tuple(self._base + parts[:-1])
         self._ensure_dirs(folder)
-        temp = self._url([*parts[:-1], f".invoicesync-{uuid.uuid4().hex[:16]}.tmp"])
+        token = uuid.uuid4().hex[:16]
+        temp = self._url([*parts[:-1], f".invoicesync-{token}.tmp"])
+        self._remember(token, temp)
         try:
             response = self._put(temp, item)
             if response.status_code == 409:
@@ -169,8 +188,10 @@ class WebDAVTarget(Target[WebDAVOptions]):
             response = self._request("MOVE", temp, headers={"Destination": final, "Overwrite": "T"})
             self._raise_for_status(response, "MOVE", final)
         except BaseException:
-            self._discard(temp)
+            if self._discard(temp):
+                self._forget(token)
             raise
+        self._forget(token)
         stat = self._stat(final)
         if stat is None:
             raise TransientError(f"WebDAV server does not show {final} right after MOVE")
@@ -279,12 +300,12 @@ class WebDAVTarget(Target[WebDAVOptions]):
 
     def _is_collection(self, url: str) -> bool:
         """Whether ``url`` exists now (a PROPFIND that does not raise)."""
-        response = self._request("PROPFIND", url, headers={"Depth": "0"}, content=_PROPFIND)
+        response = self._request("PROPFIND", url, headers={"Depth": "0", **_XML}, content=_PROPFIND)
         return response.status_code == 207
 
     def _stat(self, url: str) -> dict[str, str] | None:
         """ETag and stored SHA-256 of a file, None if it does not exist."""
-        response = self._request("PROPFIND", url, headers={"Depth": "0"}, content=_PROPFIND)
+        response = self._request("PROPFIND", url, headers={"Depth": "0", **_XML}, content=_PROPFIND)
         if response.status_code == 404:
             return None
         self._raise_for_status(response, "PROPFIND", url)
@@ -299,29 +320,73 @@ class WebDAVTarget(Target[WebDAVOptions]):
             f"<i:sha256>{sha256}</i:sha256></d:prop></d:set></d:propertyupdate>"
         ).encode()
         # Best effort: a server without dead properties just re-uploads on redelivery.
-        response = self._request("PROPPATCH", url, content=body)
+        response = self._request("PROPPATCH", url, headers=_XML, content=body)
         if response.status_code >= 500 or response.status_code == 429:
             self._raise_for_status(response, "PROPPATCH", url)
 
-    def _discard(self, url: str) -> None:
-        """Delete a temporary upload; never raises (the original error matters more)."""
+    def _discard(self, url: str) -> bool:
+        """Delete a temporary upload; whether it is gone. Never raises (the
+        original error matters more)."""
         deadline = time.monotonic() + min(5.0, self.options.timeout)
         while True:
             try:
                 response = self.client.request("DELETE", url)
             except Exception:
-                return
+                return False
             # The server may still be finishing the aborted PUT and recreate the
             # file after our DELETE; confirm it is gone (bounded).
             if response.status_code not in (200, 204, 404) or time.monotonic() > deadline:
-                return
+                return False
             try:
                 probe = self.client.request("PROPFIND", url, headers={"Depth": "0"})
             except Exception:
-                return
+                return False
             if probe.status_code == 404:
-                return
+                return True
             time.sleep(0.05)
+
+    # -- temporaries left on the server -------------------------------------------
+
+    def _remember(self, token: str, url: str) -> None:
+        """Record a temporary's URL before uploading it (fsynced: a kill -9 may follow)."""
+        self._journal.mkdir(parents=True, exist_ok=True)
+        path = self._journal / token
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, url.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _forget(self, token: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._journal / token).unlink()
+
+    def _sweep_temporaries(self) -> None:
+        """Delete the temporaries an earlier run recorded and could not remove.
+
+        Once per target instance (a run). Only recorded names are touched, and
+        only below this target's URL; a server still down keeps them recorded
+        for the next run.
+        """
+        if self._swept:
+            return
+        self._swept = True
+        try:
+            entries = sorted(self._journal.iterdir())
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            try:
+                url = entry.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            name = url.rsplit("/", 1)[-1]
+            if not (url.startswith(self.options.url) and name == f".invoicesync-{entry.name}.tmp"):
+                # Not a temporary of this target (its url option changed): leave it.
+                continue
+            if self._discard(url):
+                self._forget(entry.name)
 
 
 def _read_chunks(stream: IO[bytes], stop: threading.Event) -> Iterator[bytes]:

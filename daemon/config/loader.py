@@ -27,6 +27,7 @@ from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .models import Config
+from .overlaps import overlapping_folders
 
 DEFAULT_LOCATIONS = (Path("invoicesync.yaml"), Path("/etc/invoicesync/invoicesync.yaml"))
 Loc = tuple[str | int, ...]
@@ -548,6 +549,14 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
                         "(see `invoicesync plugins`)",
                     )
                 )
+    def describe(loc: Loc) -> str:
+        if loc and loc[0] in ("state", "blobs") and loc[0] not in tree:
+            return "the default"
+        line = line_of(tree, loc)
+        return f"{format_loc(loc)}, line {line}" if line else format_loc(loc)
+
+    for loc, message in overlapping_folders(config, source_options, export_options, describe):
+        problems.append(Problem(path, line_of(tree, loc), format_loc(loc), message))
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(config, path, source_options, export_options, frozenset(secrets))

@@ -300,6 +300,13 @@ class ExportConfig(Model):
         description="Documents marked duplicate_of another (the same invoice from another "
         "source) are skipped, or exported too.",
     )
+    portable_names: bool = Field(
+        False,
+        description="Names valid on every common file system: names differing only in case "
+        "are one name (Café, café, CAFÉ get distinct names), no Windows-reserved names "
+        "(CON, con.txt, COM1), no trailing dots or spaces, none of <>:\"|?*. For targets "
+        "that are case-insensitive (Windows shares, macOS, many Nextcloud back-ends).",
+    )
 
 
 class DaemonConfig(Model):

@@ -17,10 +17,6 @@ class Clock:
         self._start = start.astimezone(UTC) if start else None
         self._mono = time.monotonic()
 
-    @property
-    def fixed(self) -> bool:
-        return self._start is not None
-
     def now(self) -> datetime:
         if self._start is None:
             return datetime.now(UTC)

@@ -1,11 +1,11 @@
-"""Export runs: decide, name, and deliver eligible documents to one account.
+"""Export runs: carry out an account's export plan (see :mod:`.plan`).
 
-For each candidate (see ``Ledger.candidate_condition``) the restriction
-evaluator decides; an eligible document gets a remote name (the one it already
-holds in this account, else a fresh one from the template, with ``_{sha8}``
-when another document holds that name), the intent is committed to the ledger,
-the target writes, and the outcome is committed. Transient failures are
-retried with exponential back-off and jitter; permanent ones are rejected.
+For each export action the intent is committed to the ledger under the
+planned name (or, when another document holds it, the first free variant,
+chosen and reserved in one transaction), the target writes, and the outcome
+is committed. Transient failures are retried with exponential back-off and
+jitter; permanent ones are rejected. A dry run turns the plan into the lines
+it prints and writes nothing.
 """
 
 from __future__ import annotations
@@ -19,35 +19,25 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-import sqlalchemy as sa
-from invoicesync.daemon.config.models import ExportConfig, OnUpdate
+from invoicesync.daemon.config.models import ExportConfig
 from invoicesync.daemon.logging import get_logger
-from invoicesync.daemon.naming import sanitize_component, with_suffix_before_extension
-from invoicesync.daemon.storage.catalog import row_to_document
-from invoicesync.daemon.storage.ledger import LedgerState, NameTaken
-from invoicesync.daemon.storage.schema import documents, ledger
+from invoicesync.daemon.naming import FoldedNames
+from invoicesync.daemon.storage.ledger import NameTaken
 from invoicesync.plugins.connectors import ExportItem, Target
 from invoicesync.plugins.errors import ConnectorError, PermanentError, TransientError
 from invoicesync.plugins.models import Document
 
+from .bookkeeping import RunBook, RunOutcome
 from .failures import report_connector_error
 from .locks import Busy
+from .plan import Action, ActionKind, name_choices, plan, pushed_exclusions
 from .runtime import Runtime
 
 #: After this many documents in a row failed with transient errors the run
 #: stops: the target is down, and the rest stay pending for the next run.
 CONSECUTIVE_FAILURES_TO_ABORT = 3
-BATCH = 500
-
-
-@dataclass(frozen=True)
-class Candidate:
-    document: Document
-    state: LedgerState | None
-    remote_name: str | None
-    exported_sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -61,7 +51,7 @@ class PlannedExport:
 
 
 @dataclass
-class ExportSummary:
+class ExportSummary(RunOutcome):
     account: str
     run_id: str
     counts: Counter[str] = field(default_factory=Counter)
@@ -74,125 +64,16 @@ class ExportSummary:
     requeued: int = 0
     """Failed and rejected documents put back in line first (``retry``)."""
 
-    @property
-    def ok(self) -> bool:
-        return (
-            self.error is None
-            and self.busy is None
-            and not self.counts["failed"]
-            and not self.counts["rejected"]
-        )
+    failure_counts: ClassVar[tuple[str, ...]] = ("failed", "rejected")
+    initial_counts: ClassVar[tuple[str, ...]] = ("exported", "failed", "rejected", "excluded")
+
+    def detail(self) -> str:
+        c = self.counts
+        return f"{c['exported']} exported, {c['failed']} failed, {c['rejected']} rejected"
 
 
 class _AbortRun(Exception):
     pass
-
-
-def action_reason(candidate: Candidate) -> str:
-    """Why a candidate is (re-)exported, for logs and dry-run lines."""
-    if candidate.state is None:
-        return "new"
-    if candidate.state is LedgerState.EXPORTING:
-        return "resume interrupted export"
-    if candidate.state is LedgerState.FAILED:
-        return "retry after failure"
-    return f"content changed (revision {candidate.document.revision})"
-
-
-def _candidate_filter(
-    rt: Runtime, account: ExportConfig, now: datetime
-) -> tuple[sa.FromClause, sa.ColumnElement[bool]]:
-    """The FROM and WHERE of the candidates a run iterates."""
-    joined, condition = rt.ledger.candidate_condition(
-        account.id, now, include_changed=account.on_update is OnUpdate.EXPORT
-    )
-    # A dry run evaluates every candidate in Python so that its summary can
-    # say which check excluded how many; real runs let SQL drop the documents
-    # that origins and period exclude (same verdicts, far fewer rows).
-    pushed = None if rt.dry_run else rt.evaluators[account.id].sql_filter(documents, now)
-    if pushed is not None:
-        condition = sa.and_(condition, pushed)
-    return joined, condition
-
-
-def count_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> int:
-    """How many candidates :func:`iter_candidates` yields now (a progress bar's total)."""
-    joined, condition = _candidate_filter(rt, account, now)
-    with rt.engine.connect() as conn:
-        return int(
-            conn.execute(sa.select(sa.func.count()).select_from(joined).where(condition)).scalar()
-            or 0
-        )
-
-
-def iter_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Iterator[Candidate]:
-    """Documents that may need exporting, in id order, fetched in batches."""
-    joined, condition = _candidate_filter(rt, account, now)
-    columns = [
-        *documents.c,
-        ledger.c.state.label("ledger_state"),
-        ledger.c.remote_name.label("ledger_remote_name"),
-        ledger.c.exported_sha256.label("ledger_exported_sha256"),
-    ]
-    last: str | None = None
-    while True:
-        query = (
-            sa.select(*columns)
-            .select_from(joined)
-            .where(condition)
-            .order_by(documents.c.id)
-            .limit(BATCH)
-        )
-        if last is not None:
-            query = query.where(documents.c.id > last)
-        with rt.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        for row in rows:
-            mapping = dict(row._mapping)
-            state = mapping.pop("ledger_state")
-            remote_name = mapping.pop("ledger_remote_name")
-            exported = mapping.pop("ledger_exported_sha256")
-            yield Candidate(
-                row_to_document(_Row(mapping)),
-                LedgerState(state) if state else None,
-                remote_name,
-                exported,
-            )
-        if len(rows) < BATCH:
-            return
-        last = rows[-1].id
-
-
-def count_pushed_exclusions(rt: Runtime, account: ExportConfig, now: datetime) -> Counter[str]:
-    """Candidates a real run's SQL pre-filter drops, counted per deciding check.
-
-    The same counts a dry run gets by evaluating every candidate, from one
-    aggregate query: a document is counted under the first check whose clause
-    it fails (a NULL verdict fails, as in the WHERE clause).
-    """
-    filters = rt.evaluators[account.id].sql_filters(documents, now)
-    if not filters:
-        return Counter()
-    joined, condition = rt.ledger.candidate_condition(
-        account.id, now, include_changed=account.on_update is OnUpdate.EXPORT
-    )
-    sums = []
-    for i, (_name, clause) in enumerate(filters):
-        passed_before = [c for _n, c in filters[:i]]
-        fails_here = sa.case((clause, 0), else_=1)
-        if passed_before:
-            fails_here = sa.case((sa.and_(*passed_before), fails_here), else_=0)
-        sums.append(sa.func.coalesce(sa.func.sum(fails_here), 0))
-    with rt.engine.connect() as conn:
-        row = conn.execute(sa.select(*sums).select_from(joined).where(condition)).one()
-    return Counter({name: int(n) for (name, _c), n in zip(filters, row, strict=True) if n})
-
-
-class _Row:
-    """Adapter so ``row_to_document`` accepts a plain mapping."""
-
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
 
 
 class _AccountRun:
@@ -217,88 +98,98 @@ class _AccountRun:
         self.log = get_logger(account=account.id, run_id=summary.run_id)
         self.lock = threading.Lock()
         self.planned_names: set[str] = set()
+        # portable_names: names are compared case-insensitively; the ledger
+        # only knows exact names, so the run keeps the folded view itself.
+        self.folded: FoldedNames | None = None
+        if account.portable_names:
+            self.folded = FoldedNames(
+                (e.remote_name, e.document_id) for e in rt.ledger.entries(account.id)
+            )
         self.consecutive_failures = 0
 
-    # -- naming ----------------------------------------------------------------
+    # -- one action ----------------------------------------------------------
 
-    def fresh_name(self, document: Document) -> str:
-        rendered = self.rt.templates[self.account.id].render(document, self.rt.config.tz)
-        return "/".join(
-            sanitize_component(self.target.sanitize_component(part)) for part in rendered.split("/")
-        )
-
-    @staticmethod
-    def name_choices(document: Document, base: str) -> Iterator[str]:
-        """``base``, then ``base`` with ``_{sha8}``, then ``_{sha8}-2`` ... ``-99``."""
-        yield base
-        yield with_suffix_before_extension(base, f"_{document.sha8}")
-        for n in range(2, 100):
-            yield with_suffix_before_extension(base, f"_{document.sha8}-{n}")
-
-    def free_name(self, document: Document, base: str) -> str:
-        """The first of :meth:`name_choices` no other document holds (dry runs)."""
-        for name in self.name_choices(document, base):
-            holder = self.rt.ledger.name_holder(self.account.id, name)
-            if holder in (None, document.id) and (name not in self.planned_names):
-                return name
-        raise PermanentError(f"no free remote name near {base!r}")
-
-    # -- one document ----------------------------------------------------------
-
-    def process(self, candidate: Candidate) -> None:
-        document = candidate.document
-        # The run's one evaluation time, the same the SQL pre-filter used: a
-        # run that crosses midnight must not judge documents by two days.
-        decision = self.rt.evaluators[self.account.id].evaluate(document, self.now)
-        if not decision.export:
-            deciding = decision.deciding
+    def execute(self, action: Action) -> None:
+        """Carry out one action of the plan (a dry run: record its line)."""
+        document = action.document
+        if action.kind is ActionKind.SKIP:
             with self.lock:
                 self.summary.counts["excluded"] += 1
-                self.summary.excluded_by[deciding.name if deciding else "?"] += 1
+                self.summary.excluded_by[action.excluded_by or "?"] += 1
             return
-        reason = f"{action_reason(candidate)}; {decision.summary}"
+        assert action.remote_name is not None
         if self.dry_run:
             with self.lock:
-                name = candidate.remote_name or self.free_name(document, self.fresh_name(document))
+                name = action.remote_name
+                if not action.keeps_name:
+                    # Read-only, the same choice a real run makes when it
+                    # reserves (Ledger.free_name / reserve_free).
+                    free = self.rt.ledger.free_name(
+                        self.account.id,
+                        document.id,
+                        self._choices(document, name),
+                        taken=self.planned_names,
+                    )
+                    if free is None:
+                        raise PermanentError(f"no free remote name near {name!r}")
+                    name = free
                 self.planned_names.add(name)
-                plan = PlannedExport(self.account.id, document.id, name, reason)
-                self.summary.planned.append(plan)
+                if self.folded is not None:
+                    self.folded.hold(name, document.id)
+                line = PlannedExport(self.account.id, document.id, name, action.reason)
+                self.summary.planned.append(line)
                 self.summary.counts["planned"] += 1
             if self.on_plan:
-                self.on_plan(plan)
+                self.on_plan(line)
             return
-        name = self.reserve(candidate)
-        self.deliver(document, name, reason)
+        name = self.reserve(action)
+        self.deliver(document, name, action.reason)
 
-    def reserve(self, candidate: Candidate) -> str:
-        document = candidate.document
+    def _choices(self, document: Document, name: str) -> Iterator[str]:
+        """The names ``document`` may take, near ``name`` (see :func:`name_choices`)."""
+        choices = name_choices(document, name)
+        return choices if self.folded is None else self.folded.free(document.id, choices)
+
+    def reserve(self, action: Action) -> str:
+        if self.folded is None:
+            return self._reserve(action)
+        # Choosing by folded name and recording it must not interleave
+        # between workers: two of them could take Café and CAFÉ at once.
+        with self.lock:
+            name = self._reserve(action)
+            self.folded.hold(name, action.document.id)
+            return name
+
+    def _reserve(self, action: Action) -> str:
+        document = action.document
+        name = action.remote_name
+        assert name is not None
         for _ in range(5):
             try:
-                if candidate.remote_name:
+                if action.keeps_name:
                     # The document keeps the name it already holds here.
                     self.rt.ledger.reserve(
                         self.account.id,
                         document.id,
                         document.revision,
                         document.sha256,
-                        candidate.remote_name,
+                        name,
                         self.rt.clock.now(),
                     )
-                    return candidate.remote_name
-                base = self.fresh_name(document)
+                    return name
                 # Finding a free name and recording the intent is one
                 # transaction (it was a read per name tried plus a write).
-                name = self.rt.ledger.reserve_free(
+                reserved = self.rt.ledger.reserve_free(
                     self.account.id,
                     document.id,
                     document.revision,
                     document.sha256,
-                    self.name_choices(document, base),
+                    self._choices(document, name),
                     self.rt.clock.now(),
                 )
-                if name is None:
-                    raise PermanentError(f"no free remote name near {base!r}")
-                return name
+                if reserved is None:
+                    raise PermanentError(f"no free remote name near {name!r}")
+                return reserved
             except NameTaken:
                 # Another worker took the name between our check and our insert.
                 continue
@@ -465,13 +356,12 @@ def _run_export(
     progress: Callable[[int], None] | None,
     requeue: bool,
 ) -> ExportSummary:
-    started = time.monotonic()
     now = rt.clock.now()
     requeued = rt.ledger.reset_for_retry(account.id, now) if requeue and not rt.dry_run else 0
-    run_id = rt.runs.start("export", account.id, now) if not rt.dry_run else "dry-run"
+    book = RunBook(rt, "export", account.id, record=not rt.dry_run)
+    run_id = book.run_id
     summary = ExportSummary(account.id, run_id, requeued=requeued)
-    for key in ("exported", "failed", "rejected", "excluded"):
-        summary.counts[key] = 0
+    book.start_counts(summary)
     log = get_logger(account=account.id, run_id=run_id)
     target: Target[Any] | None = None
     try:
@@ -479,20 +369,20 @@ def _run_export(
         run = _AccountRun(rt, account, summary, target, on_plan, now)
         if not rt.dry_run:
             # What SQL drops is never loaded; count it like a dry run does.
-            pushed = count_pushed_exclusions(rt, account, now)
+            pushed = pushed_exclusions(rt, account, now)
             summary.excluded_by.update(pushed)
             summary.counts["excluded"] += sum(pushed.values())
-        candidates = iter_candidates(rt, account, now)
+        actions = plan(rt, account, now, target.sanitize_component)
         if account.concurrency <= 1 or rt.dry_run:
-            for candidate in candidates:
+            for action in actions:
                 if rt.stop.is_set():
                     summary.error = "interrupted by shutdown"
                     break
-                run.process(candidate)
+                run.execute(action)
                 if progress:
                     progress(1)
         else:
-            _run_concurrently(run, candidates, account.concurrency, progress)
+            _run_concurrently(run, actions, account.concurrency, progress)
     except _AbortRun as exc:
         summary.error = str(exc)
         log.error("connector.error", error=str(exc), transient=True)
@@ -504,41 +394,32 @@ def _run_export(
                 target.close()
             except Exception as exc:
                 log.warning("connector.error", error=f"close failed: {exc}")
-    summary.duration_s = round(time.monotonic() - started, 3)
-    counts: dict[str, Any] = dict(summary.counts)
-    if summary.excluded_by:
-        counts["excluded_by"] = dict(summary.excluded_by)
-    status = "ok" if summary.ok else ("failed" if summary.error else "partial")
-    if not rt.dry_run:
-        rt.runs.finish(run_id, status, counts, rt.clock.now(), summary.error)
-    log.info(
-        "export.finished",
-        status=status,
-        duration_s=summary.duration_s,
-        error=summary.error,
+    book.finish(
+        summary,
+        log,
+        extra_counts={"excluded_by": dict(summary.excluded_by)} if summary.excluded_by else None,
         dry_run=rt.dry_run,
-        **counts,
     )
     return summary
 
 
 def _run_concurrently(
     run: _AccountRun,
-    candidates: Iterator[Candidate],
+    actions: Iterator[Action],
     workers: int,
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Process candidates on ``workers`` threads, never more than 2x in flight."""
+    """Carry out actions on ``workers`` threads, never more than 2x in flight."""
     with ThreadPoolExecutor(
         max_workers=workers, thread_name_prefix=f"export-{run.account.id}"
     ) as pool:
         in_flight: set[Future[None]] = set()
         try:
-            for candidate in candidates:
+            for action in actions:
                 if run.rt.stop.is_set():
                     run.summary.error = "interrupted by shutdown"
                     break
-                in_flight.add(pool.submit(run.process, candidate))
+                in_flight.add(pool.submit(run.execute, action))
                 if len(in_flight) >= workers * 2:
                     done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from invoicesync.daemon.config.models import SourceConfig
@@ -15,6 +14,7 @@ from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.storage.catalog import ImportStatus
 from invoicesync.plugins.models import SkippedDocument, SourceDocument
 
+from .bookkeeping import RunBook, RunOutcome
 from .extraction import log_duplicate, log_findings
 from .failures import describe_error, report_connector_error
 from .locks import Busy
@@ -28,7 +28,7 @@ _LOGGED = {
 
 
 @dataclass
-class ImportSummary:
+class ImportSummary(RunOutcome):
     source: str
     run_id: str
     counts: Counter[str] = field(default_factory=Counter)
@@ -40,9 +40,22 @@ class ImportSummary:
     busy: str | None = None
     """Not run: another process imports this source (who, and since when)."""
 
+    initial_counts: ClassVar[tuple[str, ...]] = (
+        "new",
+        "new_revision",
+        "metadata",
+        "unchanged",
+        "failed",
+    )
+
     @property
-    def ok(self) -> bool:
-        return self.error is None and self.busy is None and self.counts["failed"] == 0
+    def changed(self) -> bool:
+        """Whether the run changed the catalog (what ``after_import`` accounts follow)."""
+        return sum(self.counts[k] for k in ("new", "new_revision", "metadata")) > 0
+
+    def detail(self) -> str:
+        c = self.counts
+        return f"{c['new']} new, {c['new_revision']} changed, {c['failed']} failed"
 
 
 def run_import(
@@ -70,14 +83,13 @@ def _run_import(
     source_cfg: SourceConfig,
     progress: Callable[[int], None] | None,
 ) -> ImportSummary:
-    started = time.monotonic()
     now = rt.clock.now
-    run_id = rt.runs.start("import", source_cfg.id, now())
+    book = RunBook(rt, "import", source_cfg.id)
+    run_id = book.run_id
     log = get_logger(source=source_cfg.id, run_id=run_id)
     summary = ImportSummary(source_cfg.id, run_id)
+    book.start_counts(summary)
     counts = summary.counts
-    for key in ("new", "new_revision", "metadata", "unchanged", "failed"):
-        counts[key] = 0
     source = None
     try:
         source = rt.make_source(source_cfg)
@@ -107,16 +119,7 @@ def _run_import(
                 source.close()
             except Exception as exc:
                 log.warning("connector.error", error=f"close failed: {exc}")
-    summary.duration_s = round(time.monotonic() - started, 3)
-    status = "ok" if summary.ok else ("failed" if summary.error else "partial")
-    rt.runs.finish(run_id, status, dict(counts), now(), summary.error)
-    log.info(
-        "import.finished",
-        status=status,
-        duration_s=summary.duration_s,
-        error=summary.error,
-        **counts,
-    )
+    book.finish(summary, log)
     return summary
 
 

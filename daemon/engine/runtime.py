@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from invoicesync.daemon.config.loader import LoadedConfig
-from invoicesync.daemon.config.models import ExportConfig, SourceConfig
+from invoicesync.daemon.config.models import Config, ExportConfig, SourceConfig
 from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.naming import FilenameTemplate
 from invoicesync.daemon.plugin_host import PluginRegistry
@@ -78,7 +78,7 @@ class Runtime:
             self.templates[account.id] = FilenameTemplate.parse(account.filename)
 
     @property
-    def config(self) -> Any:
+    def config(self) -> Config:
         return self.loaded.config
 
     @property

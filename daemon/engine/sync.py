@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .exporter import ExportSummary, PlannedExport, count_candidates, run_export
+from .exporter import ExportSummary, PlannedExport, run_export
 from .importer import ImportSummary, run_import
+from .plan import account_candidate_count
 from .runtime import Runtime
 
 ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
@@ -51,7 +52,7 @@ def export(
             break
         advance = None
         if progress is not None:
-            total = count_candidates(rt, account, rt.clock.now())
+            total = account_candidate_count(rt, account, rt.clock.now())
             advance = progress(f"export {account.id}", total)
         results.append(run_export(rt, account, on_plan=on_plan, progress=advance))
     return results

@@ -9,11 +9,13 @@ window, its UTC bounds) is computed once per distinct ``now``.
 Two ways to ask:
 
 * :meth:`Evaluator.evaluate` returns a :class:`Decision` with every check and
-  a human reason for each (``explain``, ``sync --dry-run``). Reasons are
+  a human reason for each (``explain``, ``sync --dry-run``, and export runs,
+  which log the deciding reason and count exclusions per check). Reasons are
   formatted lazily, on first access, so a sync that only reads ``export``
   does not pay for the sentences.
 * :meth:`Evaluator.accepts` returns just the verdict, stopping at the first
-  failed check. It always equals ``evaluate(...).export``.
+  failed check: ``status`` (pending counts) and ``documents`` use it. It
+  always equals ``evaluate(...).export``.
 
 :meth:`Evaluator.sql_filter` gives the origins and period checks as a WHERE
 clause so the catalog selects candidates in bulk (see :mod:`.sql`).
@@ -292,11 +294,6 @@ class Evaluator:
             rules.extend(_attribute_rules(self.config.attributes, checks))
         self._rules: tuple[_Rule, ...] = tuple(rules)
         self._clock: _Clock | None = None
-
-    @property
-    def unrestricted(self) -> bool:
-        """True when the account syncs every document."""
-        return not self._rules and not self.skip_duplicates
 
     def _clock_for(self, now: datetime) -> _Clock:
         # One sync evaluates thousands of documents at the same `now` (or at

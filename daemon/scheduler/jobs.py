@@ -173,7 +173,7 @@ class Jobs:
         self.host.run_finished("import", source_id, summary)
         if self.host.stop.is_set():
             return
-        changed = sum(summary.counts[k] for k in ("new", "new_revision", "metadata")) > 0
+        changed = summary.changed
         for account in rt.config.exports:
             if account.schedule is None or not account.schedule.after_import:
                 continue

@@ -154,17 +154,8 @@ class Daemon:
         self.scheduler.add_job(func, args=args, name=name, misfire_grace_time=None)
 
     def run_finished(self, kind: str, subject: str, summary: Any) -> None:
-        counts = summary.counts
-        if kind == "import":
-            detail = (
-                f"{counts['new']} new, {counts['new_revision']} changed, {counts['failed']} failed"
-            )
-        else:
-            detail = (
-                f"{counts['exported']} exported, {counts['failed']} failed, "
-                f"{counts['rejected']} rejected"
-            )
-        result = "ok" if summary.ok else ("failed" if summary.error else "partial")
+        detail = summary.detail()
+        result = summary.status
         if kind == "import":
             self._schedule_refetch(subject, getattr(summary, "refetch_after", None))
         at = self.clock.now().astimezone(self.runtime.config.tz)
@@ -288,7 +279,11 @@ class Daemon:
         """Queue a run for whichever node is free (one waiting per job at most)."""
         assert self._queue is not None
         job = import_job_id(subject) if kind == "import" else export_job_id(subject)
-        queued = self._queue.defer(kind, subject, reason)
+        try:
+            queued = self._queue.defer(kind, subject, reason)
+        except Exception as exc:  # the database is away: the next tick or request retries
+            self.log.error("job.error", job=job, error=describe_error(exc))
+            return False
         self.log.info("job.deferred", job=job, reason=reason, queued=queued, leader=None)
         return queued
 

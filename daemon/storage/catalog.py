@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,12 +18,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from invoicesync.plugins.models import Document, DocumentMetadata, SourceDocument
+from invoicesync.plugins.names import CONTROL_CHARACTERS
 
 from .blobs import Blobs
 from .schema import document_revisions, documents, source_cursors
 
 _METADATA_FIELDS = tuple(DocumentMetadata.model_fields)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 _SELECT_ONE = sa.select(documents).where(documents.c.id == sa.bindparam("doc_id"))
@@ -101,7 +100,7 @@ def document_id(source_id: str, external_id: str) -> str:
 
 
 def validate_external_id(external_id: str) -> None:
-    if not external_id or len(external_id) > 500 or _CONTROL.search(external_id):
+    if not external_id or len(external_id) > 500 or CONTROL_CHARACTERS.search(external_id):
         raise ValueError("external id must be 1-500 characters without control characters")
 
 
@@ -116,7 +115,11 @@ def _metadata_columns(metadata: DocumentMetadata) -> dict[str, Any]:
 
 def row_to_document(row: Any) -> Document:
     """A ``documents`` row -> Document."""
-    data = dict(row._mapping)
+    return document_from_mapping(dict(row._mapping))
+
+
+def document_from_mapping(data: dict[str, Any]) -> Document:
+    """The ``documents`` columns of a row, as a dict (consumed) -> Document."""
     data.pop("fingerprint", None)
     data.pop("updated_at", None)
     data.pop("business_key", None)
@@ -399,8 +402,10 @@ def _find_original(
 
 
 def _normalise(value: Any) -> Any:
-    # JSON columns come back as lists/dicts, amounts as Decimal: compare as text
-    # where representations differ but values do not (Decimal("1.0") vs "1.0").
+    # Tags come back from their JSON column as a list in stored order: compare
+    # them as sorted lists. Everything else compares as it is: amounts are
+    # Decimal on both sides (equal by value, Decimal("1.0") == Decimal("1.00")),
+    # dicts compare by content.
     if isinstance(value, list):
         return sorted(value)
     return value

@@ -10,14 +10,14 @@ ledger and the target agree again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
 
-from .schema import documents, ledger
+from .schema import ledger
 from .types import UTCDateTime
 
 _WHERE_ROW = sa.and_(
@@ -91,6 +91,23 @@ class NameTaken(Exception):
     """Another document already holds this remote name in this account."""
 
 
+def _first_free(
+    conn: sa.Connection,
+    account: str,
+    document_id: str,
+    names: Iterable[str],
+    taken: Collection[str],
+) -> str | None:
+    """The first of ``names`` that is held by nobody or ``document_id`` itself."""
+    for name in names:
+        if name in taken:
+            continue
+        holder = conn.execute(_NAME_HOLDER, {"acc": account, "name": name}).scalar_one_or_none()
+        if holder in (None, document_id):
+            return name
+    return None
+
+
 class Ledger:
     """Reads and writes the ``ledger`` table."""
 
@@ -112,13 +129,6 @@ class Ledger:
                 sa.select(ledger).where(ledger.c.account == account).order_by(ledger.c.document_id)
             ):
                 yield _entry(row)
-
-    def name_holder(self, account: str, remote_name: str) -> str | None:
-        """The document that holds ``remote_name`` in ``account``, if any."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                _NAME_HOLDER, {"acc": account, "name": remote_name}
-            ).scalar_one_or_none()
 
     def reserve(
         self,
@@ -148,6 +158,22 @@ class Ledger:
         except sa.exc.IntegrityError as exc:
             raise NameTaken(remote_name) from exc
 
+    def free_name(
+        self,
+        account: str,
+        document_id: str,
+        names: Iterable[str],
+        taken: Collection[str] = (),
+    ) -> str | None:
+        """The first of ``names`` no other document holds and not in ``taken``.
+
+        Read-only: what a dry run plans (``taken`` holds the names it planned
+        already). A real run chooses and reserves in one step,
+        :meth:`reserve_free`; both choose with :func:`_first_free`.
+        """
+        with self.engine.connect() as conn:
+            return _first_free(conn, account, document_id, names, taken)
+
     def reserve_free(
         self,
         account: str,
@@ -159,12 +185,12 @@ class Ledger:
     ) -> str | None:
         """Reserve the first of ``names`` that no other document holds; return it.
 
-        The same as :meth:`name_holder` for each name, then :meth:`reserve` of
-        the first free one, but in one transaction (one round trip to the pool
-        and one commit per document instead of two). Returns None when every
-        name is held by another document; raises NameTaken when a concurrent
-        writer took the chosen name between the check and the write (the
-        unique constraint still decides, as with :meth:`reserve`).
+        The same as :meth:`free_name`, then :meth:`reserve` of that name, but
+        in one transaction (one round trip to the pool and one commit per
+        document instead of two). Returns None when every name is held by
+        another document; raises NameTaken when a concurrent writer took the
+        chosen name between the check and the write (the unique constraint
+        still decides, as with :meth:`reserve`).
         """
         params = dict(
             state=LedgerState.EXPORTING.value,
@@ -174,12 +200,8 @@ class Ledger:
         )
         try:
             with self.engine.begin() as conn:
-                for name in names:
-                    holder = conn.execute(
-                        _NAME_HOLDER, {"acc": account, "name": name}
-                    ).scalar_one_or_none()
-                    if holder not in (None, document_id):
-                        continue
+                name = _first_free(conn, account, document_id, names, ())
+                if name is not None:
                     row = {**params, "remote_name": name}
                     updated = conn.execute(_RESERVE, {"acc": account, "doc": document_id, **row})
                     if updated.rowcount == 0:
@@ -276,32 +298,3 @@ class Ledger:
         with self.engine.connect() as conn:
             found = {LedgerState(state): int(n) for state, n in conn.execute(query)}
         return {state: found.get(state, 0) for state in LedgerState}
-
-    def candidate_condition(
-        self, account: str, now: datetime, include_changed: bool
-    ) -> tuple[sa.FromClause, sa.ColumnElement[bool]]:
-        """FROM and WHERE selecting documents that may need exporting to ``account``.
-
-        Candidates: never exported; left ``exporting`` by a crash; ``failed`` and
-        due; exported with an older content revision (unless updates are
-        ignored). Rejected documents wait for ``invoicesync retry``.
-        """
-        joined = documents.outerjoin(
-            ledger, sa.and_(ledger.c.document_id == documents.c.id, ledger.c.account == account)
-        )
-        conditions = [
-            ledger.c.document_id.is_(None),
-            ledger.c.state == LedgerState.EXPORTING.value,
-            sa.and_(
-                ledger.c.state == LedgerState.FAILED.value,
-                sa.or_(ledger.c.next_attempt_at.is_(None), ledger.c.next_attempt_at <= now),
-            ),
-        ]
-        if include_changed:
-            conditions.append(
-                sa.and_(
-                    ledger.c.state == LedgerState.EXPORTED.value,
-                    ledger.c.exported_sha256 != documents.c.sha256,
-                )
-            )
-        return joined, sa.or_(*conditions)

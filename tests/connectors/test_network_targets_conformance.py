@@ -21,6 +21,9 @@ from fixtures.s3_server import (
 )
 from fixtures.webdav_server import (
     WebDAVServer,
+    any_webdav_server_fixture,  # noqa: F401
+    apache_webdav_server_fixture,  # noqa: F401
+    lighttpd_webdav_server_fixture,  # noqa: F401
     webdav_server_fixture,  # noqa: F401
 )
 from helpers import free_port
@@ -36,8 +39,12 @@ ListRemote = Callable[[], "list[str]"]
 
 
 def _files(root: Path) -> list[str]:
+    # Apache's mod_dav_fs keeps dead properties in .DAV/ folders beside the files.
     return sorted(
-        os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+        os.path.relpath(os.path.join(d, f), root)
+        for d, _, fs in os.walk(root)
+        for f in fs
+        if ".DAV" not in Path(os.path.relpath(d, root)).parts
     )
 
 
@@ -58,9 +65,11 @@ class _LocalTreeFixtures:
 
 
 class TestWebDAVTargetConformance(_LocalTreeFixtures, TargetConformance):
+    """Against wsgidav, Apache mod_dav and lighttpd mod_webdav (any_webdav_server)."""
+
     @pytest.fixture
-    def folder(self, webdav_server: WebDAVServer) -> tuple[str, Path]:
-        return webdav_server.folder()
+    def folder(self, any_webdav_server: WebDAVServer) -> tuple[str, Path]:
+        return any_webdav_server.folder()
 
     @pytest.fixture
     def local_root(self, folder: tuple[str, Path]) -> Path:
@@ -70,17 +79,17 @@ class TestWebDAVTargetConformance(_LocalTreeFixtures, TargetConformance):
     @pytest.fixture
     def target(
         self,
-        webdav_server: WebDAVServer,
+        any_webdav_server: WebDAVServer,
         folder: tuple[str, Path],
         local_root: Path,
         tmp_path: Path,
     ) -> WebDAVTarget:
         options = WebDAVOptions.model_validate(
             {
-                "url": webdav_server.url,
+                "url": any_webdav_server.url,
                 "path": folder[0],
-                "username": webdav_server.username,
-                "password": webdav_server.password,
+                "username": any_webdav_server.username,
+                "password": any_webdav_server.password,
                 "timeout": 10,
             }
         )
@@ -91,9 +100,9 @@ class TestWebDAVTargetConformance(_LocalTreeFixtures, TargetConformance):
         return "wrong-password-for-conformance"
 
     @pytest.fixture
-    def broken_target(self, webdav_server: WebDAVServer, secret: str, tmp_path: Path) -> Any:
+    def broken_target(self, any_webdav_server: WebDAVServer, secret: str, tmp_path: Path) -> Any:
         options = WebDAVOptions.model_validate(
-            {"url": webdav_server.url, "username": "alice", "password": secret, "timeout": 5}
+            {"url": any_webdav_server.url, "username": "alice", "password": secret, "timeout": 5}
         )
         return WebDAVTarget("dav", options, make_context(tmp_path / "state"))
 

@@ -16,6 +16,9 @@ from fixtures.http_faults import (
 )
 from fixtures.webdav_server import (
     WebDAVServer,
+    any_webdav_server_fixture,  # noqa: F401
+    apache_webdav_server_fixture,  # noqa: F401
+    lighttpd_webdav_server_fixture,  # noqa: F401
     webdav_server_fixture,  # noqa: F401
 )
 from helpers import free_port
@@ -38,18 +41,24 @@ def make(tmp_path: Path, **options: Any) -> WebDAVTarget:
 
 
 @pytest.fixture
-def folder(webdav_server: WebDAVServer) -> tuple[str, Path]:
-    return webdav_server.folder()
+def dav(any_webdav_server: WebDAVServer) -> WebDAVServer:
+    """The server under test: wsgidav, Apache mod_dav and lighttpd mod_webdav in turn."""
+    return any_webdav_server
 
 
 @pytest.fixture
-def target(webdav_server: WebDAVServer, folder: tuple[str, Path], tmp_path: Path) -> Any:
+def folder(dav: WebDAVServer) -> tuple[str, Path]:
+    return dav.folder()
+
+
+@pytest.fixture
+def target(dav: WebDAVServer, folder: tuple[str, Path], tmp_path: Path) -> Any:
     t = make(
         tmp_path,
-        url=webdav_server.url,
+        url=dav.url,
         path=f"{folder[0]}/Invoices",
-        username=webdav_server.username,
-        password=webdav_server.password,
+        username=dav.username,
+        password=dav.password,
         timeout="5s",
     )
     yield t
@@ -57,8 +66,12 @@ def target(webdav_server: WebDAVServer, folder: tuple[str, Path], tmp_path: Path
 
 
 def files(root: Path) -> list[str]:
+    # Apache's mod_dav_fs keeps dead properties in .DAV/ folders beside the files.
     return sorted(
-        os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+        os.path.relpath(os.path.join(d, f), root)
+        for d, _, fs in os.walk(root)
+        for f in fs
+        if ".DAV" not in Path(os.path.relpath(d, root)).parts
     )
 
 
@@ -73,7 +86,7 @@ def test_check_creates_the_folder(target: WebDAVTarget, folder: tuple[str, Path]
 
 
 def test_export_creates_folders_and_records_the_etag(
-    target: WebDAVTarget, folder: tuple[str, Path], webdav_server: WebDAVServer, tmp_path: Path
+    target: WebDAVTarget, folder: tuple[str, Path], dav: WebDAVServer, tmp_path: Path
 ) -> None:
     content = b"%PDF-1.4 hello\n"
     result = target.export(item(tmp_path, content, "acme/2024/R 1.pdf"))
@@ -82,9 +95,9 @@ def test_export_creates_folders_and_records_the_etag(
     assert files(folder[1]) == ["Invoices/acme/2024/R 1.pdf"]
     response = httpx.request(
         "PROPFIND",
-        f"{webdav_server.url}{folder[0]}/Invoices/acme/2024/R%201.pdf",
+        f"{dav.url}{folder[0]}/Invoices/acme/2024/R%201.pdf",
         headers={"Depth": "0"},
-        auth=(webdav_server.username, webdav_server.password),
+        auth=(dav.username, dav.password),
     )
     assert response.status_code == 207
     assert result.remote_ref in response.text, "remote_ref must be the file's ETag"
@@ -140,9 +153,9 @@ def test_interrupted_upload_is_retried_to_exactly_one_file(
 
 
 def test_connection_dropped_mid_upload_then_retried(
-    webdav_server: WebDAVServer, folder: tuple[str, Path], tmp_path: Path
+    dav: WebDAVServer, folder: tuple[str, Path], tmp_path: Path
 ) -> None:
-    port = int(webdav_server.url.rstrip("/").rsplit(":", 1)[1])
+    port = int(dav.url.rstrip("/").rsplit(":", 1)[1])
     content = os.urandom(2 * 1024 * 1024)
     doc = document(content)
     with cutting_proxy(port) as proxy:
@@ -150,8 +163,8 @@ def test_connection_dropped_mid_upload_then_retried(
             tmp_path,
             url=f"http://127.0.0.1:{proxy.port}/",
             path=folder[0],
-            username=webdav_server.username,
-            password=webdav_server.password,
+            username=dav.username,
+            password=dav.password,
             timeout=10,
         )
         proxy.arm(cut_after=len(content) // 2)
@@ -175,10 +188,10 @@ def test_shutdown_abandons_the_upload(
 
 
 def test_wrong_password_is_permanent_and_secret_free(
-    webdav_server: WebDAVServer, tmp_path: Path
+    dav: WebDAVServer, tmp_path: Path
 ) -> None:
     secret = "not-the-password-123"
-    t = make(tmp_path, url=webdav_server.url, username="alice", password=secret, timeout=5)
+    t = make(tmp_path, url=dav.url, username="alice", password=secret, timeout=5)
     with pytest.raises(PermanentError, match="401") as caught:
         t.check()
     assert secret not in str(caught.value)
@@ -189,9 +202,9 @@ def test_wrong_password_is_permanent_and_secret_free(
     "name", ["../escape.pdf", "/abs.pdf", "a/../../b.pdf", "nul\x00.pdf", "x" * 300, "a\\b.pdf"]
 )
 def test_hostile_names_are_refused(
-    target: WebDAVTarget, name: str, tmp_path: Path, webdav_server: WebDAVServer
+    target: WebDAVTarget, name: str, tmp_path: Path, dav: WebDAVServer
 ) -> None:
-    base = webdav_server.root.parent  # the session's temporary folder
+    base = Path(os.path.commonpath([dav.root, tmp_path]))  # the session's temporary folder
     mine = tmp_path.relative_to(base).parts[0]
     before = set(files(base))
     with pytest.raises(PermanentError, match="refusing remote name"):

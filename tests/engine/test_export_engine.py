@@ -3,12 +3,10 @@ retries, rejections, crash recovery and dry runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytest
 from fixtures import memory_connectors as mem
 from invoicesync.daemon.config.loader import load_config
 from invoicesync.daemon.engine.clock import Clock
@@ -16,47 +14,9 @@ from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.engine.sync import fetch, sync
 from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.daemon.storage.ledger import LedgerState
-from invoicesync.plugins import DocumentMetadata, SourceDocument
 
-NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
-
-
-def item(ext_id: str, content: bytes, **meta: Any) -> SourceDocument:
-    return SourceDocument(
-        ext_id, f"{ext_id}.pdf", content, metadata=DocumentMetadata.model_validate(meta)
-    )
-
-
-@pytest.fixture(autouse=True)
-def clean_memory() -> Iterator[None]:
-    mem.reset()
-    yield
-    mem.reset()
-
-
-@pytest.fixture
-def make_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
-    opened: list[Runtime] = []
-    registry = load_plugins(entry_points=False, extra=[mem])
-
-    def make(account_yaml: str = "", *, dry_run: bool = False) -> Runtime:
-        config = tmp_path / "invoicesync.yaml"
-        config.write_text(
-            "version: 1\ntimezone: Europe/Berlin\nstate: ./state\n"
-            "companies: [{id: acme}, {id: other}]\n"
-            "sources: [{id: portal, type: memory}]\n"
-            "exports:\n"
-            "  - id: out\n    type: memory\n"
-            "    filename: '{company}/{number}.{ext}'\n"
-            "    retry: {attempts: 3, initial: 0.01s, max: 0.05s}\n" + account_yaml
-        )
-        rt = open_runtime(load_config(config, registry), registry, Clock(NOW), dry_run=dry_run)
-        opened.append(rt)
-        return rt
-
-    yield make
-    for rt in opened:
-        rt.close()
+NOW = mem.NOW
+item = mem.item
 
 
 def test_exports_each_document_once(make_runtime: Callable[..., Runtime]) -> None:

@@ -140,3 +140,45 @@ def test_a_dots_only_value_keeps_the_extension() -> None:
     hostile = doc().model_copy(update={"number": "..", "company": "..."})
     name = FilenameTemplate.parse("{company}/{number}.{ext}").render(hostile, BERLIN)
     assert name == "___/__.pdf"
+
+
+@pytest.mark.parametrize(
+    ("component", "portable"),
+    [
+        ("CON", "_CON"),
+        ("con.txt", "_con.txt"),
+        ("Nul.tar.gz", "_Nul.tar.gz"),
+        ("COM1", "_COM1"),
+        ("lpt9.pdf", "_lpt9.pdf"),
+        ("COM10.pdf", "COM10.pdf"),
+        ("console.pdf", "console.pdf"),
+        ("RE 7.", "RE 7_"),
+        ("RE 7. . ", "RE 7_"),
+        ('a<b>c:d"e|f?g*h.pdf', "a_b_c_d_e_f_g_h.pdf"),
+        ("Café.pdf", "Café.pdf"),
+    ],
+)
+def test_portable_component(component: str, portable: str) -> None:
+    from invoicesync.daemon.naming import portable_component
+
+    assert portable_component(component) == portable
+    assert portable_component(portable) == portable  # idempotent
+
+
+def test_bidi_controls_are_removed_by_the_sanitiser() -> None:
+    from invoicesync.daemon.naming import sanitize_component
+
+    assert sanitize_component("a\u202eFDP.exe.pdf") == "aFDP.exe.pdf"
+    assert sanitize_component("\u2066x\u2069\u200e\u200f\u061c\u202a.pdf") == "x.pdf"
+
+
+def test_folded_names_treat_case_and_composition_as_one_name() -> None:
+    from invoicesync.daemon.naming import FoldedNames, name_key
+
+    assert name_key("Café") == name_key("CAFE\u0301") == name_key("café")
+    assert name_key("Straße") == name_key("STRASSE")
+    held = FoldedNames([("a/Café.pdf", "doc-1")])
+    assert list(held.free("doc-2", ["a/CAFÉ.pdf", "a/café_1.pdf"])) == ["a/café_1.pdf"]
+    assert list(held.free("doc-1", ["a/CAFÉ.pdf"])) == ["a/CAFÉ.pdf"]  # its own name
+    held.hold("a/café_1.pdf", "doc-2")
+    assert list(held.free("doc-3", ["A/CAFÉ_1.PDF"])) == []

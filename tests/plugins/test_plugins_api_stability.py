@@ -52,6 +52,9 @@ PUBLISHED_NAMES = {
     "ExtractionError",  # API 1.2
     "ExtractionInput",  # API 1.2
     "Extractor",  # API 1.2
+    "CONTROL_CHARACTERS",  # API 1.2
+    "MAX_COMPONENT_BYTES",  # API 1.2
+    "split_remote_name",  # API 1.2
     "hookimpl",
     "hookspec",
 }
