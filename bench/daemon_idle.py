@@ -5,7 +5,11 @@ export accounts, all ``every: 1h``, waits until the start-up runs are done,
 then samples ``/proc/PID/stat`` (CPU time) and ``/proc/PID/status`` (VmRSS)
 for the measuring period. Usage::
 
-    python bench/daemon_idle.py [--count 100] [--seconds 60]
+    python bench/daemon_idle.py [--count 100] [--seconds 60] [--http]
+
+``--http`` turns on the status page (``daemon.http``) and, while measuring,
+scrapes ``/metrics`` every ``--scrape`` seconds (default 15, Prometheus' usual
+interval; 0: no scrapes) to show what the endpoint costs.
 
 Prints one JSON object with the results (Linux only).
 """
@@ -16,11 +20,13 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -41,6 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--http", action="store_true", help="with daemon.http on")
+    parser.add_argument("--scrape", type=float, default=15, help="seconds between scrapes")
     args = parser.parse_args()
     n = args.count
     with tempfile.TemporaryDirectory(prefix="invoicesync-idle-") as tmp:
@@ -72,6 +80,12 @@ def main() -> None:
         }
         for i in range(n):
             (root / "in" / f"{i:03}").mkdir(parents=True)
+        port = None
+        if args.http:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            config["daemon"]["http"] = {"listen": f"127.0.0.1:{port}"}
         cfg = root / "invoicesync.yaml"
         cfg.write_text(json.dumps(config))
         started = time.monotonic()
@@ -112,8 +126,16 @@ def main() -> None:
             lines_before = lines
             cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
             rss_samples = []
+            scrapes = 0
+            next_scrape = t0
             while time.monotonic() - t0 < args.seconds:
                 rss_samples.append(status_kib(proc.pid, "VmRSS"))
+                if port is not None and args.scrape > 0 and time.monotonic() >= next_scrape:
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    with urllib.request.urlopen(url, timeout=30) as response:
+                        response.read()
+                    scrapes += 1
+                    next_scrape += args.scrape
                 time.sleep(1)
             cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
             result = {
@@ -128,6 +150,8 @@ def main() -> None:
                 "rss_mib_max": round(max(rss_samples) / 1024, 1),
                 "threads": status_kib(proc.pid, "Threads"),
                 "log_lines_while_idle": lines - lines_before,
+                "http": port is not None,
+                "metrics_scrapes": scrapes,
             }
         finally:
             proc.send_signal(signal.SIGTERM)

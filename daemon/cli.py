@@ -25,7 +25,7 @@ from invoicesync.daemon.config.loader import (
     find_config_file,
     load_config,
 )
-from invoicesync.daemon.engine.clock import Clock
+from invoicesync.daemon.engine.clock import Clock, check_range
 from invoicesync.daemon.engine.locks import EXIT_BUSY, LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import (
@@ -36,12 +36,14 @@ from invoicesync.daemon.logging import (
     register_secrets,
 )
 from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
+from invoicesync.daemon.storage.database import damaged, database_url, describe, is_damage
 from invoicesync.plugins.errors import ConfigurationError, PluginError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import ProgressColumn, Task, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -129,6 +131,13 @@ class AppContext:
             rt.lock_wait = lock_wait
         try:
             yield rt
+        except DBAPIError as exc:
+            # A page deep inside the SQLite file that only a query reaches.
+            if not is_damage(exc):
+                raise
+            config = self.loaded.config
+            where = describe(database_url(Path(config.state), config.database))
+            fail(str(damaged(where, str(exc.orig))))
         finally:
             rt.close()
 
@@ -334,6 +343,10 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         ) from None
     if parsed.tzinfo is None:
         raise click.BadParameter("give a time zone offset, e.g. 2026-12-01T08:00:00+01:00")
+    try:
+        check_range(parsed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     return parsed
 
 
@@ -429,14 +442,92 @@ def worker(app: AppContext) -> None:
 def _daemon(app: AppContext, role: str) -> None:
     from invoicesync.daemon.scheduler.service import Daemon, LogOverrides
 
+    endpoint_factory: Callable[[Any], Any] | None = None
+    if app.loaded.config.daemon.http is not None:
+        # Only then: the web stack is an extra, and --version must not pay for it.
+        from invoicesync.daemon.web.endpoint import daemon_endpoint
+
+        endpoint_factory = daemon_endpoint
     daemon = Daemon(
         app.loaded,
         app.registry,
         app.clock,
         log_overrides=LogOverrides(app.log_format, app.log_level),
+        endpoint_factory=endpoint_factory,
         role=role,
     )
     sys.exit(daemon.run())
+
+
+@main.command()
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Where to listen. Default: daemon.http.listen, else 127.0.0.1:8080.",
+)
+@click.pass_obj
+def serve(app: AppContext, listen: str | None) -> None:
+    """Serve the status page, /metrics and /healthz for the state folder, without the scheduler.
+
+    For looking at a state folder while no daemon runs (or beside one that runs
+    without `daemon: http:`): nothing is imported or exported, and /healthz
+    answers 503 because no scheduler runs. Access control comes from
+    `daemon.http.auth`; without it only a loopback address is allowed.
+    Needs the `web` extra (pip install 'invoicesync[web]'). Ctrl-C or SIGTERM stops.
+    """
+    import signal as signals
+
+    from invoicesync.daemon.config.models import (
+        HttpConfig,
+        is_loopback,
+        missing_web_modules,
+        parse_listen,
+    )
+
+    missing = missing_web_modules()
+    if missing:
+        fail(
+            f"`serve` needs the 'web' extra ({', '.join(missing)} not installed): "
+            "pip install 'invoicesync[web]'"
+        )
+    from invoicesync.daemon.scheduler.signals import SignalInbox
+    from invoicesync.daemon.web.endpoint import Endpoint, ListenError
+    from invoicesync.daemon.web.host import WebHost
+
+    loaded = app.loaded
+    http = loaded.config.daemon.http or HttpConfig()
+    address = http.address
+    if listen is not None:
+        try:
+            address = parse_listen(listen)
+        except ValueError as exc:
+            fail(f"--listen: {exc}")
+        if loaded.http_auth is None and not is_loopback(address[0]):
+            fail(
+                f"--listen: {address[0]} is not a loopback address; without daemon.http.auth "
+                "(bearer or basic) the page listens on 127.0.0.1, ::1 or localhost only"
+            )
+    with app.runtime(read_only=True) as rt:
+        host = WebHost(lambda: rt, mode="serve")
+        try:
+            endpoint = Endpoint(host, http, loaded.http_auth, listen=address)
+        except ListenError as exc:
+            fail(str(exc.strerror))
+        inbox = SignalInbox((signals.SIGTERM, signals.SIGINT))
+        inbox.install()
+        endpoint.start()
+        auth = loaded.http_auth
+        get_logger().info(
+            "http.started",
+            listen=endpoint.listen,
+            mode="serve",
+            auth=next(iter(auth)) if auth else None,
+        )
+        click.echo(f"serving http://{endpoint.listen}/ (Ctrl-C stops)")
+        signum = inbox.next()
+        endpoint.stop()
+        inbox.restore()
+        get_logger().info("http.stopped", mode="serve", signal=signum.name)
 
 
 @main.command()
@@ -626,88 +717,119 @@ def explain(app: AppContext, account: str, document: str) -> None:
     DOCUMENT is a document id (SOURCE/EXTERNAL-ID) as `invoicesync documents` lists them.
     """
     from invoicesync.daemon.engine.provenance import field_lines
+    from invoicesync.daemon.status import explain as do_explain
 
     _known((account,), [a.id for a in app.loaded.config.exports], "export account")
     with app.runtime(read_only=True) as rt:
         doc = rt.catalog.get(document)
         if doc is None:
             fail(f"no document {document!r} in the catalog; `invoicesync documents` lists them")
-        now = rt.clock.now()
-        decision = rt.evaluators[account].evaluate(doc, now)
-        entry = rt.ledger.entry(account, document)
+        result = do_explain(rt, account, doc)
     app.out.print(f"[bold]{escape(document)}[/] on account [bold]{escape(account)}[/]")
-    for check in decision.checks:
+    for check in result.checks:
         mark = "[green]✓[/]" if check.passed else "[red]✗[/]"
         app.out.print(f"  {mark} {escape(check.name)}: ", end="")
         app.out.print(check.reason, markup=False)
-    verdict = "[green]export[/]" if decision.export else "[red]do not export[/]"
-    app.out.print(f"verdict: {verdict}")
+    colour = "green" if result.export else "red"
+    app.out.print(f"verdict: [{colour}]{result.verdict}[/]")
     lines = field_lines(doc)
     if lines:
         app.out.print("fields:")
         for line in lines:
             app.out.print(f"  {line}", markup=False)
-    if entry is not None:
-        if entry.exported_at is not None:
-            when = entry.exported_at.astimezone(rt.config.tz)
-            app.out.print(
-                f"already exported on {when:%Y-%m-%d %H:%M %Z} "
-                f"as {entry.remote_name} (revision {entry.revision})",
-                markup=False,
-            )
-        if entry.state.value in ("failed", "rejected"):
-            app.out.print(
-                f"ledger: {entry.state.value} after {entry.attempts} attempt(s): "
-                f"{entry.last_error}",
-                markup=False,
-            )
-        elif entry.state.value == "exporting":
-            app.out.print("ledger: an export was interrupted; the next sync finishes it")
+    for note in result.notes:
+        app.out.print(note, markup=False)
 
 
 @main.command()
 @click.argument("account", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--sources",
+    "show_sources",
+    is_flag=True,
+    help="List the sources (last run, documents, stale) instead of the accounts.",
+)
 @click.pass_obj
-def status(app: AppContext, account: str | None, as_json: bool) -> None:
-    """Per account: exported, pending, failed and rejected counts, and the last run."""
-    from invoicesync.daemon.status import account_status
+def status(app: AppContext, account: str | None, as_json: bool, show_sources: bool) -> None:
+    """Per account: exported, pending, failed and rejected counts, the last run, and
+    whether it is stale (no successful run for longer than its `stale_after`).
 
+    Without ACCOUNT the sources follow, with their last run and staleness;
+    `--sources` lists only them (with --json: one object per source).
+    """
+    from invoicesync.daemon.status import account_status, source_status
+
+    tz = app.loaded.config.tz
     accounts = app.loaded.config.exports
     if account:
+        if show_sources:
+            fail("give ACCOUNT or --sources, not both")
         _known((account,), [a.id for a in accounts], "export account")
         accounts = [a for a in accounts if a.id == account]
     with app.runtime(read_only=True) as rt:
-        rows = [account_status(rt, a) for a in accounts]
-    if as_json:
-        click.echo(json.dumps([r.as_dict() for r in rows], indent=2, default=_json_value))
-        return
-    table = Table(
-        "account",
-        "type",
-        "exported",
-        "pending",
-        "failed",
-        "rejected",
-        "last run",
-        "result",
-        "next run",
-    )
-    for r in rows:
-        table.add_row(
-            *_cells(
-                r.account,
-                r.type,
-                r.exported,
-                r.pending,
-                r.failed,
-                r.rejected,
-                r.last_run_text(app.loaded.config.tz),
-                r.last_result or "-",
-                r.next_run_text(app.loaded.config.tz),
-            )
+        rows = [] if show_sources else [account_status(rt, a) for a in accounts]
+        sources = (
+            [source_status(rt, s) for s in app.loaded.config.sources]
+            if show_sources or (not as_json and not account)
+            else []
         )
-    app.out.print(table)
+    if as_json:
+        items = sources if show_sources else rows
+        click.echo(json.dumps([r.as_dict() for r in items], indent=2, default=_json_value))
+        return
+    if not show_sources:
+        table = Table(
+            "account",
+            "type",
+            "exported",
+            "pending",
+            "failed",
+            "rejected",
+            "last run",
+            "result",
+            "next run",
+            "stale",
+        )
+        for r in rows:
+            table.add_row(
+                *_cells(
+                    r.account,
+                    r.type,
+                    r.exported,
+                    r.pending,
+                    r.failed,
+                    r.rejected,
+                    r.last_run_text(tz),
+                    r.last_result or "-",
+                    r.next_run_text(tz),
+                    _stale_text(r.stale, r.last_success, tz),
+                )
+            )
+        app.out.print(table)
+    if sources:
+        table = Table("source", "type", "documents", "last run", "result", "next run", "stale")
+        for s in sources:
+            table.add_row(
+                *_cells(
+                    s.source,
+                    s.type,
+                    s.documents,
+                    f"{s.last_run.astimezone(tz):%Y-%m-%d %H:%M}" if s.last_run else "never",
+                    s.last_result or "-",
+                    f"{s.next_run.astimezone(tz):%Y-%m-%d %H:%M:%S}" if s.next_run else "-",
+                    _stale_text(s.stale, s.last_success, tz),
+                )
+            )
+        app.out.print(table)
+
+
+def _stale_text(stale: bool, last_success: datetime | None, tz: Any) -> str:
+    if not stale:
+        return "no"
+    if last_success is None:
+        return "STALE (no successful run)"
+    return f"STALE (last success {last_success.astimezone(tz):%Y-%m-%d %H:%M})"
 
 
 @main.command()
@@ -949,6 +1071,64 @@ def config_schema(app: AppContext, output: Path | None) -> None:
         output.write_text(text + "\n", encoding="utf-8")
     else:
         click.echo(text)
+
+
+@main.group()
+def db() -> None:
+    """Show or upgrade the state database's schema.
+
+    On SQLite (the default) invoicesync upgrades the schema itself at start,
+    keeping a copy of the file (catalog.sqlite3.before-REVISION). On
+    PostgreSQL, where several nodes may share the database, a process refuses
+    to start on a schema older or newer than it expects: stop every node, run
+    `invoicesync db upgrade` once, start the new version. See docs/operations.md.
+    """
+
+
+@db.command("status")
+@click.pass_obj
+def db_status(app: AppContext) -> None:
+    """The schema revision of the database and the one this invoicesync needs.
+
+    Exit code 0: up to date; 1: `invoicesync db upgrade` (or, on SQLite, the
+    next start) will upgrade it; 2: it cannot be used (damaged, written by a
+    newer invoicesync, unreachable).
+    """
+    from invoicesync.daemon.storage.database import schema_report
+
+    try:
+        report = schema_report(*_state_of(app))
+    except ConfigurationError as exc:
+        fail(str(exc))
+    app.out.print(report.text, markup=False)
+    sys.exit(EXIT_OK if report.up_to_date else EXIT_FAILED)
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(app: AppContext) -> None:
+    """Apply the schema migrations this invoicesync brings (a no-op when current).
+
+    On PostgreSQL, stop every invoicesync process using the database first;
+    two upgrades at once are safe (an advisory lock makes them apply once).
+    An SQLite file is copied to catalog.sqlite3.before-REVISION first.
+    """
+    from invoicesync.daemon.storage.database import upgrade_schema
+
+    try:
+        text = upgrade_schema(*_state_of(app))
+    except ConfigurationError as exc:
+        fail(str(exc))
+    app.out.print(text, markup=False)
+
+
+def _state_of(app: AppContext) -> tuple[Path, str | None, Any]:
+    """The state folder, the database URL and the blob store (opened read-only)."""
+    from invoicesync.daemon.storage.blobs import open_blob_store
+
+    config = app.loaded.config
+    state = Path(config.state)
+    return state, config.database, open_blob_store(config.blobs, state, write=False)
 
 
 @main.group()

@@ -8,9 +8,10 @@ and ``event``; callers bind the ids involved (``source``, ``account``,
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -40,6 +41,27 @@ def redirect_logging(stream: TextIO | None = None) -> None:
 def logs_are_json() -> bool:
     """Whether log events go out as JSON lines (then they, not prose, carry errors)."""
     return _json
+
+
+#: Callables that see every event after redaction (the status page's run events).
+_taps: list[Callable[[dict[str, Any]], None]] = []
+
+
+def add_log_tap(tap: Callable[[dict[str, Any]], None]) -> None:
+    """Call ``tap`` with a copy of every event logged from now on (secrets masked)."""
+    _taps.append(tap)
+
+
+def remove_log_tap(tap: Callable[[dict[str, Any]], None]) -> None:
+    if tap in _taps:
+        _taps.remove(tap)
+
+
+def _tap(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    for tap in list(_taps):
+        with contextlib.suppress(Exception):  # a tap must never break logging
+            tap(dict(event_dict))
+    return event_dict
 
 
 def register_secrets(values: Iterable[str]) -> None:
@@ -73,6 +95,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _redactor,
+            _tap,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

@@ -8,11 +8,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from invoicesync.daemon.config.models import ExportConfig
+from invoicesync.daemon.config.models import ExportConfig, SourceConfig
 from invoicesync.daemon.engine.plan import account_candidates
 from invoicesync.daemon.engine.runtime import Runtime
+from invoicesync.daemon.restrictions.evaluator import Check
 from invoicesync.daemon.scheduler.nextruns import Schedule, read_schedule
+from invoicesync.daemon.scheduler.stale import StaleLimits
 from invoicesync.daemon.storage.ledger import LedgerState
+from invoicesync.plugins.models import Document
 
 
 @dataclass
@@ -28,6 +31,10 @@ class AccountStatus:
     last_counts: dict[str, Any]
     next_run: datetime | None
     daemon_running: bool = False
+    #: No successful run for longer than ``stale_after`` (see scheduler/stale.py).
+    stale: bool = False
+    stale_after_s: float | None = None
+    last_success: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -57,6 +64,7 @@ def account_status(rt: Runtime, account: ExportConfig) -> AccountStatus:
     counts = rt.ledger.counts(account.id)
     last = rt.runs.last("export", account.id)
     schedule = read_schedule(rt.state_dir)
+    stale = StaleLimits().staleness(rt, "account", account)
     return AccountStatus(
         account=account.id,
         type=account.type,
@@ -68,6 +76,47 @@ def account_status(rt: Runtime, account: ExportConfig) -> AccountStatus:
         last_result=last.status if last else None,
         last_counts=last.counts if last else {},
         next_run=next_run_time(account, schedule),
+        daemon_running=schedule is not None,
+        stale=stale.stale,
+        stale_after_s=stale.as_dict()["stale_after_s"],
+        last_success=stale.last_success,
+    )
+
+
+@dataclass
+class SourceStatus:
+    source: str
+    type: str
+    documents: int
+    last_run: datetime | None
+    last_result: str | None
+    last_counts: dict[str, Any]
+    last_success: datetime | None
+    next_run: datetime | None
+    stale: bool
+    stale_after_s: float | None
+    daemon_running: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def source_status(rt: Runtime, source: SourceConfig) -> SourceStatus:
+    """``status --sources``: a source's last run, documents and staleness."""
+    last = rt.runs.last("import", source.id)
+    schedule = read_schedule(rt.state_dir)
+    stale = StaleLimits().staleness(rt, "source", source)
+    return SourceStatus(
+        source=source.id,
+        type=source.type,
+        documents=rt.catalog.count(source=source.id),
+        last_run=last.started_at if last else None,
+        last_result=last.status if last else None,
+        last_counts=last.counts if last else {},
+        last_success=stale.last_success,
+        next_run=schedule.jobs.get(f"import:{source.id}") if schedule else None,
+        stale=stale.stale,
+        stale_after_s=stale.as_dict()["stale_after_s"],
         daemon_running=schedule is not None,
     )
 
@@ -124,3 +173,44 @@ def document_states(
         row["accounts"] = per_account
         rows.append(row)
     return rows, matched
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """``invoicesync explain``: each check, the verdict and what the ledger says.
+
+    The command line and the status page both render this, so they use the
+    same words.
+    """
+
+    account: str
+    document: str
+    checks: list[Check]
+    export: bool
+    #: Lines about the ledger (already exported, failed, interrupted).
+    notes: list[str]
+
+    @property
+    def verdict(self) -> str:
+        return "export" if self.export else "do not export"
+
+
+def explain(rt: Runtime, account: str, document: Document) -> Explanation:
+    """Evaluate ``document`` on ``account`` now and describe its ledger entry."""
+    decision = rt.evaluators[account].evaluate(document, rt.clock.now())
+    entry = rt.ledger.entry(account, document.id)
+    notes: list[str] = []
+    if entry is not None:
+        if entry.exported_at is not None:
+            when = entry.exported_at.astimezone(rt.config.tz)
+            notes.append(
+                f"already exported on {when:%Y-%m-%d %H:%M %Z} "
+                f"as {entry.remote_name} (revision {entry.revision})"
+            )
+        if entry.state.value in ("failed", "rejected"):
+            notes.append(
+                f"ledger: {entry.state.value} after {entry.attempts} attempt(s): {entry.last_error}"
+            )
+        elif entry.state.value == "exporting":
+            notes.append("ledger: an export was interrupted; the next sync finishes it")
+    return Explanation(account, document.id, list(decision.checks), decision.export, notes)

@@ -44,6 +44,10 @@ class ConnectorOptions(BaseModel):
 def _resolve_relative(value: Path, info: ValidationInfo) -> Path:
     # Relative paths in the configuration are relative to the configuration
     # file's folder (SPEC section 4), not to the working directory.
+    if "\0" in str(value):
+        # No operating system can name such a file; refused here, it is a
+        # configuration error with file:line instead of a crash mid-run.
+        raise ValueError("a path cannot contain a NUL character")
     base = (info.context or {}).get("base_dir")
     value = value.expanduser()
     if base is not None and not value.is_absolute():

@@ -116,3 +116,19 @@ def test_ledger_reserves_names_uniquely_per_account(catalog: Catalog, engine: sa
     assert entry is not None and entry.state is LedgerState.EXPORTED
     assert entry.first_exported_at == NOW
     assert ledger.counts("acc")[LedgerState.EXPORTED] == 1
+
+
+def test_a_damaged_page_found_mid_run_is_reported_as_such(tmp_path: Path) -> None:
+    """A job that hits a corrupt page says what to do, not just "DatabaseError"."""
+    from invoicesync.daemon.engine.failures import describe_error
+
+    bad = tmp_path / "catalog.sqlite3"
+    bad.write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    engine = sa.create_engine(f"sqlite:///{bad}")
+    with pytest.raises(sa.exc.DatabaseError) as caught, engine.connect() as connection:
+        connection.exec_driver_sql("SELECT * FROM sqlite_master").fetchall()
+    engine.dispose()
+    text = describe_error(caught.value)
+    assert text.startswith("the state database is damaged (")
+    assert text.endswith("restore it from a backup (see docs/operations.md)")
+    assert "SELECT" not in text

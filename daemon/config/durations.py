@@ -11,6 +11,10 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
+MAX_DAYS = 36500
+"""The longest duration accepted (100 years): anything longer is a typo, and
+date arithmetic with it (next run, retry back-off, a wait) would overflow."""
+
 
 def parse_duration(value: Any) -> timedelta:
     """``"15m"`` -> 15 minutes. A bare number (no unit) is refused; so is anything else."""
@@ -29,8 +33,12 @@ def parse_duration(value: Any) -> timedelta:
         if not match:
             raise ValueError(f"expected a duration such as 30s, 15m, 1h or 1d, got {str(value)!r}")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds != seconds:  # NaN
+        raise ValueError("expected a duration such as 30s, 15m, 1h or 1d")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DAYS * 86400:
+        raise ValueError(f"a duration cannot be longer than {MAX_DAYS}d (100 years)")
     return timedelta(seconds=seconds)
 
 

@@ -64,6 +64,8 @@ class LoadedConfig:
     source_options: dict[str, BaseModel]
     export_options: dict[str, BaseModel]
     secrets: frozenset[str]
+    #: ``daemon.http.auth`` with its secret references resolved (None: no auth).
+    http_auth: dict[str, Any] | None = None
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
@@ -535,6 +537,15 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
                 exc, path, tree, (section, index, "options"), model=connector.Options
             )
     problems += _unknown_companies(config, source_options, path, tree)
+    http_auth = None
+    http = config.daemon.http
+    if http is not None and http.auth is not None:
+        try:
+            http_auth, found = resolve_secret_refs(http.auth.model_dump(exclude_none=True))
+            secrets |= found
+        except SecretError as exc:
+            loc = ("daemon", "http", "auth", *exc.path)
+            problems.append(Problem(path, line_of(tree, loc), format_loc(loc), exc.message))
     for index, source in enumerate(config.sources):
         for position, name in enumerate(source.extract):
             if name not in registry.extractors:
@@ -559,4 +570,6 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
         problems.append(Problem(path, line_of(tree, loc), format_loc(loc), message))
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(config, path, source_options, export_options, frozenset(secrets))
+    return LoadedConfig(
+        config, path, source_options, export_options, frozenset(secrets), http_auth
+    )

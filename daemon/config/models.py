@@ -7,6 +7,8 @@ a second step by each connector's own model (see ``loader.py``).
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -226,12 +228,20 @@ class CompanyRule(Model):
         return self
 
 
+STALE_AFTER_HELP = (
+    "Log source.stale/account.stale and flag it on the status page and in /metrics when "
+    "no run succeeded for this long. Default: three times the schedule's longest gap "
+    "between runs; none for after_import accounts and unscheduled entries."
+)
+
+
 class SourceConfig(Model):
     """An import account."""
 
     id: Identifier
     type: str = Field(description="Connector type, built in or from a plugin.")
     schedule: ScheduleConfig | None = None
+    stale_after: Duration | None = Field(None, description=STALE_AFTER_HELP)
     options: dict[str, Any] = Field(default_factory=dict)
     assign_company: list[CompanyRule] = Field(
         default_factory=list, description="Rules mapping documents to company ids."
@@ -289,6 +299,7 @@ class ExportConfig(Model):
     id: Identifier
     type: str = Field(description="Connector type, built in or from a plugin.")
     schedule: ScheduleConfig | None = None
+    stale_after: Duration | None = Field(None, description=STALE_AFTER_HELP)
     filename: Annotated[str, AfterValidator(_template)] = DEFAULT_TEMPLATE
     options: dict[str, Any] = Field(default_factory=dict)
     restrictions: RestrictionsConfig | None = None
@@ -309,6 +320,100 @@ class ExportConfig(Model):
     )
 
 
+WEB_MODULES = ("starlette", "jinja2", "uvicorn", "prometheus_client")
+
+
+def missing_web_modules() -> list[str]:
+    """The modules of the ``web`` extra that are not installed (found without importing)."""
+    return [m for m in WEB_MODULES if importlib.util.find_spec(m) is None]
+
+
+def _secret_ref(value: str) -> str:
+    if not value.startswith(("keyring:", "env:", "credential:")):
+        raise ValueError(
+            "give a secret reference (keyring:NAME, env:VAR or credential:NAME), "
+            "never the secret itself"
+        )
+    return value
+
+
+SecretRef = Annotated[
+    str,
+    AfterValidator(_secret_ref),
+    Field(description="keyring:NAME, env:VAR or credential:NAME"),
+]
+
+
+class BasicAuthConfig(Model):
+    username: str = Field(min_length=1, pattern=r"^[^:]+$")
+    password: SecretRef
+
+
+class HttpAuthConfig(Model):
+    """Who may see the status page and /metrics: exactly one of bearer or basic."""
+
+    bearer: SecretRef | None = Field(
+        None, description="A token clients send as 'Authorization: Bearer TOKEN'."
+    )
+    basic: BasicAuthConfig | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HttpAuthConfig:
+        if (self.bearer is None) == (self.basic is None):
+            raise ValueError("give exactly one of bearer or basic")
+        return self
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``127.0.0.1:8080`` / ``[::1]:8080`` / ``localhost:8080`` -> (host, port)."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpConfig(Model):
+    """The daemon's HTTP endpoint: status page, /metrics, /healthz (the ``web`` extra)."""
+
+    listen: str = Field(
+        "127.0.0.1:8080",
+        description="HOST:PORT. A non-loopback address needs auth.",
+    )
+    auth: HttpAuthConfig | None = None
+    runs_shown: int = Field(50, ge=1, le=1000, description="Runs listed on the runs page.")
+
+    @model_validator(mode="after")
+    def _check(self) -> HttpConfig:
+        missing = missing_web_modules()
+        if missing:
+            raise ValueError(
+                f"the HTTP endpoint needs the 'web' extra ({', '.join(missing)} not installed): "
+                "pip install 'invoicesync[web]'"
+            )
+        host, _port = parse_listen(self.listen)
+        if self.auth is None and not is_loopback(host):
+            raise ValueError(
+                f"listen: {host} is not a loopback address; without auth (bearer or basic) "
+                "the endpoint listens on 127.0.0.1, ::1 or localhost only"
+            )
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 class DaemonConfig(Model):
     """Settings of ``invoicesync run``."""
 
@@ -318,6 +423,9 @@ class DaemonConfig(Model):
     workers: int = Field(4, ge=1, le=64, description="Threads running jobs.")
     jitter: Duration = Field(
         timedelta(seconds=5), description="Random delay spreading jobs that share a schedule."
+    )
+    http: HttpConfig | None = Field(
+        None, description="Serve the status page, /metrics and /healthz (off by default)."
     )
     heartbeat: Duration = Field(
         timedelta(seconds=10),
@@ -363,9 +471,23 @@ class Config(Model):
     sources: list[SourceConfig] = Field(default_factory=list)
     exports: list[ExportConfig] = Field(default_factory=list)
 
+    @field_validator("database", "blobs")
+    @classmethod
+    def _no_nul(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A path or URL the operating system cannot open: say so here, with
+        # file:line, rather than crash in the first command that opens it.
+        if value is not None and "\0" in value:
+            what = "a database URL" if info.field_name == "database" else "a path or URL"
+            raise ValueError(f"{what} cannot contain a NUL character")
+        return value
+
     @field_validator("state")
     @classmethod
     def _state_relative(cls, value: Path, info: ValidationInfo) -> Path:
+        if "\0" in str(value):
+            # The operating system cannot name such a file: every command
+            # that opens the state would fail with "embedded null byte".
+            raise ValueError("a path cannot contain a NUL character")
         base = (info.context or {}).get("base_dir")
         value = value.expanduser()
         if base is not None and not value.is_absolute():

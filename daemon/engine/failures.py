@@ -6,6 +6,7 @@ import traceback
 from typing import Any
 
 import sqlalchemy as sa
+from invoicesync.daemon.storage.database import is_damage
 from invoicesync.plugins.errors import ConnectorError, TransientError
 
 
@@ -16,6 +17,12 @@ def describe_error(exc: BaseException) -> str:
     parameters (document metadata, remote names): only the driver's own
     first line is kept, never the statement.
     """
+    if is_damage(exc):
+        orig = getattr(exc, "orig", exc)
+        return (
+            f"the state database is damaged ({orig}): stop invoicesync and restore it "
+            "from a backup (see docs/operations.md)"
+        )
     if isinstance(exc, sa.exc.SQLAlchemyError):
         orig = getattr(exc, "orig", None)
         if orig is not None:

@@ -26,9 +26,21 @@ from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
 from invoicesync.daemon.storage.blobs import Blobs, open_blob_store
 from invoicesync.daemon.storage.catalog import Catalog
-from invoicesync.daemon.storage.database import create_engine, database_url, migrate, open_database
+from invoicesync.daemon.storage.database import (
+    check_sqlite_file,
+    create_engine,
+    damaged,
+    database_url,
+    describe,
+    is_damage,
+    migrate,
+    open_database,
+    sqlite_file,
+    translated_errors,
+)
 from invoicesync.daemon.storage.ledger import Ledger
 from invoicesync.daemon.storage.runs import RunLog
+from invoicesync.daemon.storage.schema_guard import guard
 from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
 from invoicesync.plugins.errors import ConfigurationError
@@ -169,25 +181,29 @@ def open_runtime(
     config = loaded.config
     state = Path(config.state)
     url = database_url(state, config.database)
+    real = sqlite_file(url)
     if dry_run:
         scratch = Path(tempfile.mkdtemp(prefix="invoicesync-dry-run-"))
-        if url.startswith("sqlite"):
-            real = (
-                state / "catalog.sqlite3"
-                if not config.database
-                else Path(sa.make_url(url).database or "")
-            )
-            copy = scratch / "catalog.sqlite3"
-            if real.exists():
-                _sqlite_snapshot(real, copy)
-            engine = create_engine(f"sqlite:///{copy}")
-            migrate(engine)
-            cleanups: list[Callable[[], None]] = []
-        else:
-            engine, cleanup = postgres_scratch_copy(url)
-            cleanups = [cleanup]
-            migrate(engine)
         blobs = open_blob_store(config.blobs, state, write=False)
+        cleanups: list[Callable[[], None]] = []
+        try:
+            if real is not None:
+                copy = scratch / "catalog.sqlite3"
+                if real.exists():
+                    _sqlite_snapshot(real, copy)
+                engine = _scratch_engine(copy, real, blobs)
+            else:
+                # Check the real database (nothing changed in it), then plan
+                # on a temporary copy of it.
+                _check_only(url, blobs)
+                engine, cleanup = postgres_scratch_copy(url)
+                cleanups.append(cleanup)
+                migrate(engine)
+        except BaseException:
+            for cleanup in cleanups:
+                cleanup()
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         return Runtime(
             loaded,
             registry,
@@ -198,23 +214,20 @@ def open_runtime(
             _scratch=scratch,
             _cleanup=cleanups,
         )
-    if read_only and url.startswith("sqlite") and not (state / "catalog.sqlite3").exists():
+    if read_only and real is not None and not real.exists():
         # Reading commands on a fresh install: an empty scratch catalog, and
         # nothing created in the real state folder.
         scratch = Path(tempfile.mkdtemp(prefix="invoicesync-empty-"))
-        engine = create_engine(f"sqlite:///{scratch / 'catalog.sqlite3'}")
-        migrate(engine)
-        return Runtime(
-            loaded,
-            registry,
-            clock,
-            engine,
-            open_blob_store(config.blobs, state, write=False),
-            _scratch=scratch,
-        )
+        blobs = open_blob_store(config.blobs, state, write=False)
+        try:
+            engine = _scratch_engine(scratch / "catalog.sqlite3", real, blobs)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return Runtime(loaded, registry, clock, engine, blobs, _scratch=scratch)
     try:
-        engine = open_database(state, config.database)
         blobs = open_blob_store(config.blobs, state)
+        engine = open_database(state, config.database, blobs=blobs)
     except OSError as exc:
         # A read-only or missing folder is a problem of the set-up, not a bug:
         # say which folder and how to choose another (no traceback, exit 2).
@@ -226,18 +239,52 @@ def open_runtime(
     return Runtime(loaded, registry, clock, engine, blobs)
 
 
+def _scratch_engine(copy: Path, real: Path, blobs: Blobs) -> sa.Engine:
+    """An engine on a scratch copy of the catalog ``real``, checked like the real one."""
+    engine = create_engine(f"sqlite:///{copy}")
+    try:
+        with translated_errors(str(real)):
+            guard(engine, str(real), blobs=blobs, catalog_hint=str(real), upgrade_behind=True)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _check_only(url: str, blobs: Blobs) -> None:
+    """The upgrade policy's refusals for a database a dry run must not change."""
+    engine = create_engine(url)
+    try:
+        with translated_errors(describe(url)):
+            guard(
+                engine,
+                describe(url),
+                blobs=blobs,
+                catalog_hint="the database",
+                upgrade_behind=False,
+                change=False,
+            )
+    finally:
+        engine.dispose()
+
+
 def _sqlite_snapshot(source: Path, target: Path) -> None:
     # The backup API reads a consistent snapshot through a read-only
     # connection: the real catalog file is never written. When no -wal file
     # exists no process has the catalog open, and ``immutable`` reads it
     # without creating the -wal/-shm files that even a read-only WAL reader
     # would leave behind (a dry run must not change the state folder at all).
+    check_sqlite_file(source)
     wal = source.with_name(source.name + "-wal")
     flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
     src = sqlite3.connect(f"file:{source}?{flags}", uri=True)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            raise damaged(str(source), str(exc)) from exc
+        raise
     finally:
         dst.close()
         src.close()

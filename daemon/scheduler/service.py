@@ -54,6 +54,7 @@ from invoicesync.daemon.engine.locks import LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import configure_logging, get_logger, register_secrets
 from invoicesync.daemon.plugin_host import PluginRegistry
+from invoicesync.daemon.storage.schema_guard import StateError
 from invoicesync.plugins.connectors import Source, WatchSpec
 from invoicesync.plugins.errors import ConfigurationError
 
@@ -61,6 +62,7 @@ from .jobs import Jobs, export_job_id, import_job_id
 from .nextruns import remove_schedule, write_schedule
 from .queue import JobQueue, Leadership, QueueWorker, ensure_queue_schema
 from .signals import SignalInbox
+from .stale import StaleLimits, StaleMonitor
 from .systemd import Notifier, watchdog_interval
 from .triggers import build_trigger
 from .watch import SourceWatcher
@@ -68,6 +70,9 @@ from .watch import SourceWatcher
 __all__ = ["Daemon"]
 
 WATCHDOG_JOB = "systemd-watchdog"
+STALE_JOB = "stale-check"
+#: How often stale sources and accounts are looked for (also after every run).
+STALE_CHECK_SECONDS = 60
 
 
 def refetch_job_id(source_id: str) -> str:
@@ -107,6 +112,7 @@ class Daemon:
         notifier: Notifier | None = None,
         inbox: SignalInbox | None = None,
         log_overrides: LogOverrides | None = None,
+        endpoint_factory: Callable[[Daemon], Any] | None = None,
         role: str = "run",
     ) -> None:
         """``role``: ``run`` (schedule and work), ``schedule`` (only defer jobs:
@@ -133,6 +139,14 @@ class Daemon:
         self._publish_lock = threading.Lock()
         self._started = time.monotonic()
         self._last_summary = "no run yet"
+        self.started_at = clock.now()
+        self.stale = StaleMonitor()
+        self.stale_limits = StaleLimits()
+        #: Builds the HTTP endpoint (``daemon.http``) for this daemon: an
+        #: object with start(), stop(timeout), run_finished(kind, subject,
+        #: summary), reconfigured() and ``listen``.
+        self.endpoint_factory = endpoint_factory
+        self.endpoint: Any = None
 
     # -- JobHost -------------------------------------------------------------------------
 
@@ -162,6 +176,9 @@ class Daemon:
         self._last_summary = f"last run: {kind} {subject} {result} ({detail}) at {at:%H:%M:%S}"
         self.notifier.status(self._status_line())
         self.publish_schedule()
+        if self.endpoint is not None:
+            self.endpoint.run_finished(kind, subject, summary)
+        self.check_stale(("source" if kind == "import" else "account", subject))
 
     # -- the main loop -------------------------------------------------------------------
 
@@ -171,6 +188,11 @@ class Daemon:
         self.inbox.install()
         try:
             self._rt = self._open_runtime(self.loaded)
+        except StateError as exc:
+            # Not the file's fault: a damaged, newer or lost state database.
+            self.log.error("state.unusable", error=str(exc))
+            self.inbox.restore()
+            return 2
         except ConfigurationError as exc:
             self.log.error("config.invalid", file=str(self.loaded.path), problems=[str(exc)])
             self.inbox.restore()
@@ -193,6 +215,12 @@ class Daemon:
                     "(docs/scaling.md)"
                 ],
             )
+            self.inbox.restore()
+            return 2
+        self.started_at = self.clock.now()
+        if config.daemon.http is not None and not self._make_endpoint():
+            self._close_queue()
+            self.runtime.close()
             self.inbox.restore()
             return 2
         self._scheduler = BackgroundScheduler(
@@ -218,10 +246,20 @@ class Daemon:
                 executor="watchdog",
                 next_run_time=datetime.now(config.tz),
             )
+        self.scheduler.add_job(
+            self._stale_job,
+            "interval",
+            seconds=STALE_CHECK_SECONDS,
+            id=STALE_JOB,
+            name="stale sources and accounts",
+        )
         # Paused until READY=1 is out, so that systemd hears READY before any
         # job's STATUS or the first WATCHDOG ping.
         self.scheduler.start(paused=True)
         self.publish_schedule()
+        self.check_stale()
+        if self.endpoint is not None:
+            self.endpoint.start()
         self.log.info(
             "daemon.started",
             version=__version__,
@@ -234,6 +272,7 @@ class Daemon:
             watchdog_s=interval,
             executor=config.executor.value,
             role=self.role,
+            http=self.endpoint.listen if self.endpoint is not None else None,
         )
         self.notifier.ready(self._status_line())
         self.scheduler.resume()
@@ -245,6 +284,59 @@ class Daemon:
             if signum == signal.SIGHUP:
                 self.reload()
         return self.shutdown(signal.Signals(signum).name if signum else "?")
+
+    # -- the HTTP endpoint and stale detection ------------------------------------------
+
+    def _make_endpoint(self) -> bool:
+        """Bind the HTTP endpoint (served once the scheduler runs); False if it cannot.
+
+        The endpoint comes from the factory the command line passes in: the
+        web package sits above the scheduler (its pages use ``status``), so
+        the scheduler never imports it.
+        """
+        if self.endpoint_factory is None:  # pragma: no cover - the CLI always passes one
+            return True
+        try:
+            self.endpoint = self.endpoint_factory(self)
+        except OSError as exc:  # the address is in use, or not this machine's
+            self.log.error(
+                "config.invalid",
+                file=str(self.loaded.path),
+                problems=[f"{self.loaded.path}: daemon.http.listen: {exc.strerror or exc}"],
+            )
+            return False
+        return True
+
+    def scheduler_running(self) -> bool:
+        """What /healthz reports: the scheduler runs and no stop was asked for."""
+        scheduler = self._scheduler
+        return scheduler is not None and scheduler.running and not self.stop.is_set()
+
+    def next_runs(self) -> dict[str, datetime | None] | None:
+        """Each source's and account's job: its next fire time."""
+        if self._scheduler is None:
+            return None
+        return {
+            job.id: job.next_run_time for job in self.scheduler.get_jobs() if job.id in self._specs
+        }
+
+    def check_stale(self, only: tuple[str, str] | None = None) -> None:
+        """Log ``*.stale``/``*.recovered`` for sources and accounts that changed."""
+        rt = self.runtime
+        cfg = rt.config
+        entries: list[tuple[str, Any]] = [("source", s) for s in cfg.sources]
+        entries += [("account", a) for a in cfg.exports]
+        for kind, entry in entries:
+            if only is not None and only != (kind, entry.id):
+                continue
+            state = self.stale_limits.staleness(rt, kind, entry, self.started_at)
+            self.stale.check(state, rt.clock.now(), get_logger())
+
+    def _stale_job(self) -> None:
+        try:
+            self.check_stale()
+        except Exception as exc:  # e.g. the database is away: the next check retries
+            self.log.error("job.error", job=STALE_JOB, error=f"{type(exc).__name__}: {exc}")
 
     def _status_line(self) -> str:
         cfg = self.runtime.config
@@ -496,9 +588,7 @@ class Daemon:
         """Write each job's next fire time for ``invoicesync status``."""
         if self._scheduler is None or self._rt is None:
             return
-        jobs: dict[str, datetime | None] = {
-            job.id: job.next_run_time for job in self.scheduler.get_jobs() if job.id in self._specs
-        }
+        jobs = self.next_runs() or {}
         with self._publish_lock:
             try:
                 write_schedule(self.runtime.state_dir, jobs, datetime.now(self.runtime.config.tz))
@@ -545,7 +635,18 @@ class Daemon:
         restart_needed = []
         if loaded.config.daemon.workers != old.config.daemon.workers:
             restart_needed.append("daemon.workers")
+        if loaded.config.daemon.http != old.config.daemon.http or loaded.http_auth != (
+            old.loaded.http_auth
+        ):
+            restart_needed.append("daemon.http")
+        cfg = loaded.config
+        self.stale.forget(
+            {("source", s.id) for s in cfg.sources} | {("account", a.id) for a in cfg.exports}
+        )
+        if self.endpoint is not None:
+            self.endpoint.reconfigured()
         self.publish_schedule()
+        self.check_stale()
         self._catch_up("reload")
         self.log.info(
             "daemon.reloaded",
@@ -609,6 +710,9 @@ class Daemon:
         clean = self.jobs.wait_idle(max(0.0, deadline - time.monotonic())) and worker_done
         self._close_queue()
         abandoned = [] if clean else self.jobs.in_flight()
+        if self.endpoint is not None:
+            # After the runs: /healthz answered 503 while they finished.
+            self.endpoint.stop(max(0.5, min(5.0, deadline - time.monotonic())))
         if clean:
             for rt in [self.runtime, *self._retired]:
                 rt.close()

@@ -7,6 +7,17 @@ abstract name starting with ``@``); each datagram is newline-separated
 arrive before systemd considers the service hung and restarts it. Outside
 systemd (no ``$NOTIFY_SOCKET``) every call is a cheap no-op.
 
+Sending never blocks the daemon. The kernel queues only a few datagrams
+(``net.unix.max_dgram_qlen``, 10 by default) for a reader that is busy --
+PID 1 during a ``daemon-reload``, say. A blocking send under a shared lock
+then held up every job (each reports its STATUS), the watchdog ping and the
+reload (RELOADING=1, READY=1) alike: the scheduler saw every job still
+running and skipped them all. So the socket is non-blocking: a WATCHDOG or
+STATUS message that finds the queue full is dropped (the next one follows
+soon), and a state change (READY, RELOADING, STOPPING) waits at most
+:data:`STATE_WAIT_S`, then stays pending and goes out first with the next
+message that gets through.
+
 See sd_notify(3) and systemd.service(5).
 """
 
@@ -20,7 +31,12 @@ from collections.abc import Mapping
 
 from invoicesync.daemon.logging import get_logger
 
-__all__ = ["Notifier", "watchdog_interval"]
+__all__ = ["STATE_WAIT_S", "Notifier", "watchdog_interval"]
+
+STATE_WAIT_S = 1.0
+"""How long a state change waits for room in a full notify socket queue."""
+
+_STATE_KEYS = ("READY", "RELOADING", "STOPPING")
 
 
 def _address(raw: str) -> str | bytes | None:
@@ -64,28 +80,66 @@ class Notifier:
         raw = env.get("NOTIFY_SOCKET", "")
         self.address = _address(raw) if raw else None
         self._sock: socket.socket | None = None
+        # Guards the socket and the pending list; never held while waiting.
         self._lock = threading.Lock()
+        self._pending: list[bytes] = []
         self._warned = False
+        self._busy = False
 
     @property
     def enabled(self) -> bool:
         return self.address is not None
 
     def notify(self, **fields: str | int) -> bool:
-        """Send one datagram, e.g. ``notify(READY=1, STATUS="idle")``; True if sent."""
+        """Send one datagram, e.g. ``notify(READY=1, STATUS="idle")``; True if sent.
+
+        Never blocks for long (see the module docstring): False means not
+        sent now -- dropped (WATCHDOG, STATUS) or pending (a state change).
+        """
         if self.address is None:
             return False
         # STATUS is one line: a newline would start a new (bogus) assignment.
         payload = "\n".join(
             f"{key}={str(value).replace(chr(10), ' ')}" for key, value in fields.items()
         ).encode()
+        state_change = any(key in fields for key in _STATE_KEYS)
+        deadline = time.monotonic() + (STATE_WAIT_S if state_change else 0.0)
+        while True:
+            sent = self._send(payload)
+            if sent is not None:
+                return sent
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)  # the reader is busy: try again shortly, lock released
+        with self._lock:
+            if state_change:
+                self._pending.append(payload)
+            if not self._busy:
+                self._busy = True
+                get_logger().warning(
+                    "systemd.notify_failed",
+                    error="the notify socket is full (systemd is not reading it); "
+                    "WATCHDOG and STATUS messages are dropped until it reads again",
+                )
+        return False
+
+    def _send(self, payload: bytes) -> bool | None:
+        """True sent, False the socket is unusable, None its queue is full."""
+        assert self.address is not None
         with self._lock:
             try:
                 if self._sock is None:
-                    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
                     self._sock = socket.socket(socket.AF_UNIX, kind)
+                # State changes that could not go out earlier go first, in order.
+                while self._pending:
+                    self._sock.sendto(self._pending[0], self.address)
+                    self._pending.pop(0)
                 self._sock.sendto(payload, self.address)
+                self._busy = False
                 return True
+            except BlockingIOError:
+                return None
             except OSError as exc:
                 # systemd went away or the socket is wrong: log once, never
                 # let notification trouble stop the daemon's real work.

@@ -40,6 +40,15 @@ class BlobStore:
         """Where the content with this hash lives."""
         return Path(self._path_str(sha256))
 
+    @property
+    def location(self) -> str:
+        """The store as messages name it."""
+        return str(self.root)
+
+    def holds_any(self) -> bool:
+        """Whether any content is stored (see :func:`holds_blobs`)."""
+        return holds_blobs(self.root)
+
     def _path_str(self, sha256: str) -> str:
         return f"{self._root_str}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
@@ -189,6 +198,24 @@ class RemoteBlobStore:
     def _key(self, sha256: str) -> str:
         return f"{self._root}/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
+    @property
+    def location(self) -> str:
+        """The store as messages name it."""
+        return self.url
+
+    def holds_any(self) -> bool:
+        """Whether any content is stored: a few listings, stopping at the first blob."""
+        try:
+            for first in self.fs.ls(self._root, detail=False):
+                if len(first.rstrip("/").rsplit("/", 1)[-1]) != 2:
+                    continue
+                for second in self.fs.ls(first, detail=False):
+                    if self.fs.ls(second, detail=False):
+                        return True
+        except FileNotFoundError:
+            return False
+        return False
+
     def exists(self, sha256: str) -> bool:
         return bool(self.fs.exists(self._key(sha256)))
 
@@ -237,6 +264,15 @@ class Blobs(Protocol):
 
     def exists(self, sha256: str) -> bool: ...
 
+    @property
+    def location(self) -> str:
+        """The store as messages name it (a folder or a URL)."""
+        ...
+
+    def holds_any(self) -> bool:
+        """Whether any content is stored (a lost catalog is refused, see schema_guard)."""
+        ...
+
 
 def open_blob_store(configured: str | None, state_dir: Path, *, write: bool = True) -> Blobs:
     """The blob store the configuration names: ``blobs:`` as a folder or a URL,
@@ -248,3 +284,23 @@ def open_blob_store(configured: str | None, state_dir: Path, *, write: bool = Tr
     if "://" not in configured:
         return BlobStore(Path(configured), write=write)
     return RemoteBlobStore(configured, state_dir / "blob-cache", write=write)
+
+
+def holds_blobs(root: Path) -> bool:
+    """Whether the blob store at ``root`` holds any content (stops at the first blob).
+
+    An empty catalog beside a non-empty blob store means a lost catalog
+    (see :mod:`.schema_guard`).
+    """
+    try:
+        level1 = [e for e in os.scandir(root) if len(e.name) == 2 and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    for first in level1:
+        for second in os.scandir(first.path):
+            if len(second.name) != 2 or not second.is_dir():
+                continue
+            with os.scandir(second.path) as entries:
+                if any(len(e.name) == 64 and e.name.startswith(first.name) for e in entries):
+                    return True
+    return False

@@ -160,9 +160,13 @@ class Catalog:
                 return
             last = rows[-1].id
 
-    def count(self) -> int:
+    def count(self, source: str | None = None) -> int:
+        """Documents in the catalog (of one source)."""
+        query = sa.select(sa.func.count()).select_from(documents)
+        if source is not None:
+            query = query.where(documents.c.source == source)
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one())
+            return int(conn.execute(query).scalar_one())
 
     def cursor(self, source_id: str) -> str | None:
         with self.engine.connect() as conn:

@@ -11,6 +11,9 @@ import sqlalchemy as sa
 
 from .schema import runs
 
+#: Run statuses that count as a success: the run did not break off.
+SUCCESSFUL = ("ok", "partial")
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -58,25 +61,42 @@ class RunLog:
                 .values(finished_at=now, status=status, counts=counts, error=error)
             )
 
-    def last(self, kind: str, subject: str) -> RunRecord | None:
-        query = (
-            sa.select(runs)
-            .where(runs.c.kind == kind, runs.c.subject == subject)
-            .order_by(runs.c.started_at.desc())
-            .limit(1)
-        )
+    def _one(
+        self, kind: str, subject: str, *, newest: bool, successful: bool = False
+    ) -> RunRecord | None:
+        started = runs.c.started_at.desc() if newest else runs.c.started_at.asc()
+        query = sa.select(runs).where(runs.c.kind == kind, runs.c.subject == subject)
+        if successful:
+            query = query.where(runs.c.status.in_(SUCCESSFUL))
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(query.order_by(started).limit(1)).first()
         return None if row is None else RunRecord(**row._mapping)
 
+    def last(self, kind: str, subject: str) -> RunRecord | None:
+        """The newest run of ``subject``."""
+        return self._one(kind, subject, newest=True)
+
     def last_success(self, kind: str, subject: str) -> RunRecord | None:
-        """The newest run of ``subject`` that finished without a failure."""
-        query = (
-            sa.select(runs)
-            .where(runs.c.kind == kind, runs.c.subject == subject, runs.c.status == "ok")
-            .order_by(runs.c.started_at.desc())
-            .limit(1)
-        )
+        """The newest run of ``subject`` that did not break off (``ok`` or ``partial``).
+
+        A ``partial`` run reached its source or target and only some documents
+        failed (those have their own events): the connection itself works,
+        which is what staleness asks about.
+        """
+        return self._one(kind, subject, newest=True, successful=True)
+
+    def first(self, kind: str, subject: str) -> RunRecord | None:
+        """The oldest run of ``subject``."""
+        return self._one(kind, subject, newest=False)
+
+    def recent(
+        self, limit: int, kind: str | None = None, subject: str | None = None
+    ) -> list[RunRecord]:
+        """The newest ``limit`` runs, newest first (optionally of one kind or subject)."""
+        query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id).limit(limit)
+        if kind is not None:
+            query = query.where(runs.c.kind == kind)
+        if subject is not None:
+            query = query.where(runs.c.subject == subject)
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else RunRecord(**row._mapping)
+            return [RunRecord(**row._mapping) for row in conn.execute(query)]

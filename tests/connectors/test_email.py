@@ -12,12 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.smtp_server import (  # noqa: F401 (fixtures)
-    PASSWORD,
-    SmtpServer,
-    smtp_certificate_fixture,
-    smtp_factory_fixture,
-)
+from fixtures.smtp_server import PASSWORD, SmtpServer
 from fixtures.target_items import breaking, context, make_item
 from helpers import free_port
 from invoicesync.connectors_builtin.email import EmailAccessError, EmailTarget, message_id

@@ -8,11 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from fixtures.smtp_server import (  # noqa: F401 (fixtures)
-    SmtpServer,
-    smtp_certificate_fixture,
-    smtp_factory_fixture,
-)
+from fixtures.smtp_server import SmtpServer
 from fixtures.target_items import context
 from helpers import IN_CI
 from invoicesync.connectors_builtin.email import EmailTarget

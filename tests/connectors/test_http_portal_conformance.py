@@ -1,7 +1,6 @@
 """The http_portal source passes the connector conformance suite against a local portal."""
 
 # Fixtures imported from their module are "redefined" as test arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -10,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.portal_server import Portal, portal, portal_factory  # noqa: F401
+from fixtures.portal_server import Portal
+from fixtures.source_helpers import pdf
 from invoicesync.connectors_builtin.http_portal.source import (
     HttpPortalOptions,
     HttpPortalSource,
 )
 from invoicesync.plugins.testing import SourceConformance, make_context
-from source_helpers import pdf
 
 pytestmark = pytest.mark.server
 

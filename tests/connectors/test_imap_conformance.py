@@ -1,7 +1,6 @@
 """The imap source passes the connector conformance suite against a real Dovecot."""
 
 # Fixtures imported from their module are "redefined" as test arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -10,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.dovecot import Mailbox, dovecot, mailbox, make_mail  # noqa: F401
+from fixtures.dovecot import Mailbox, make_mail
+from fixtures.source_helpers import pdf
 from invoicesync.connectors_builtin.imap.source import ImapOptions, ImapSource
 from invoicesync.plugins.testing import SourceConformance, make_context
-from source_helpers import pdf
 
 pytestmark = pytest.mark.server
 

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fixtures.s3_server import (
-    S3Server,
-    s3_server_fixture,  # noqa: F401
-)
-from fixtures.webdav_server import (
-    WebDAVServer,
-    webdav_server_fixture,  # noqa: F401
-)
+from fixtures.s3_server import S3Server
+from fixtures.webdav_server import WebDAVServer
 from invoicesync.daemon.cli import main
 
 pytestmark = pytest.mark.server

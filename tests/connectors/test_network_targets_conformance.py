@@ -9,23 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.rclone_remotes import (
-    RcloneRemotes,
-    obscure,
-    rclone_remotes_fixture,  # noqa: F401
-    write_config,
-)
-from fixtures.s3_server import (
-    S3Server,
-    s3_server_fixture,  # noqa: F401
-)
-from fixtures.webdav_server import (
-    WebDAVServer,
-    any_webdav_server_fixture,  # noqa: F401
-    apache_webdav_server_fixture,  # noqa: F401
-    lighttpd_webdav_server_fixture,  # noqa: F401
-    webdav_server_fixture,  # noqa: F401
-)
+from fixtures.rclone_remotes import RcloneRemotes, obscure, write_config
+from fixtures.s3_server import S3Server
+from fixtures.webdav_server import WebDAVServer
 from helpers import free_port
 from invoicesync.connectors_builtin.rclone import RcloneOptions, RcloneTarget
 from invoicesync.connectors_builtin.s3 import S3Options, S3Target

@@ -11,17 +11,8 @@ from typing import Any
 import pytest
 from fixtures.cutting_proxy import cutting_proxy
 from fixtures.export_items import document, item
-from fixtures.http_faults import (
-    FaultServer,
-    fault_server_fixture,  # noqa: F401
-)
-from fixtures.rclone_remotes import (
-    RcloneRemotes,
-    obscure,
-    rclone_remotes_fixture,  # noqa: F401
-    write_config,
-)
-from fixtures.webdav_server import webdav_server_fixture  # noqa: F401
+from fixtures.http_faults import FaultServer
+from fixtures.rclone_remotes import RcloneRemotes, obscure, write_config
 from invoicesync.connectors_builtin.rclone import RcloneOptions, RcloneTarget
 from invoicesync.connectors_builtin.rclone.target import classify_exit
 from invoicesync.daemon.plugin_host import load_plugins

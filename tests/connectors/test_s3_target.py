@@ -10,14 +10,8 @@ from urllib.parse import unquote
 import pytest
 from fixtures.cutting_proxy import cutting_proxy
 from fixtures.export_items import document, item
-from fixtures.http_faults import (
-    FaultServer,
-    fault_server_fixture,  # noqa: F401
-)
-from fixtures.s3_server import (
-    S3Server,
-    s3_server_fixture,  # noqa: F401
-)
+from fixtures.http_faults import FaultServer
+from fixtures.s3_server import S3Server
 from helpers import free_port
 from invoicesync.connectors_builtin.s3 import S3Options, S3Target
 from invoicesync.daemon.plugin_host import load_plugins

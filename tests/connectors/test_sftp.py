@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.sshd import SshServer, sshd_fixture  # noqa: F401 (a fixture)
+from fixtures.sshd import SshServer
 from fixtures.target_items import breaking, context, make_item
 from invoicesync.connectors_builtin.sftp import SftpAccessError, SftpTarget
 from invoicesync.plugins import PermanentError, TransientError

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.sshd import SshServer, sshd_fixture  # noqa: F401 (a fixture)
+from fixtures.sshd import SshServer
 from fixtures.target_items import context
 from helpers import IN_CI
 from invoicesync.connectors_builtin.sftp import SftpTarget

@@ -11,13 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.smtp_server import (  # noqa: F401 (fixtures)
-    PASSWORD,
-    SmtpServer,
-    smtp_certificate_fixture,
-    smtp_factory_fixture,
-)
-from fixtures.sshd import SshServer, sshd_fixture  # noqa: F401 (a fixture)
+from fixtures.smtp_server import PASSWORD, SmtpServer
+from fixtures.sshd import SshServer
 
 pytestmark = pytest.mark.server
 

@@ -15,13 +15,7 @@ from pathlib import Path
 import pytest
 from fixtures.cli import run_cli
 from fixtures.cutting_proxy import cutting_proxy
-from fixtures.webdav_server import (
-    WebDAVServer,
-    any_webdav_server_fixture,  # noqa: F401
-    apache_webdav_server_fixture,  # noqa: F401
-    lighttpd_webdav_server_fixture,  # noqa: F401
-    webdav_server_fixture,  # noqa: F401
-)
+from fixtures.webdav_server import WebDAVServer
 
 pytestmark = pytest.mark.server
 

@@ -10,17 +10,8 @@ import httpx
 import pytest
 from fixtures.cutting_proxy import cutting_proxy
 from fixtures.export_items import document, item
-from fixtures.http_faults import (
-    FaultServer,
-    fault_server_fixture,  # noqa: F401
-)
-from fixtures.webdav_server import (
-    WebDAVServer,
-    any_webdav_server_fixture,  # noqa: F401
-    apache_webdav_server_fixture,  # noqa: F401
-    lighttpd_webdav_server_fixture,  # noqa: F401
-    webdav_server_fixture,  # noqa: F401
-)
+from fixtures.http_faults import FaultServer
+from fixtures.webdav_server import WebDAVServer
 from helpers import free_port
 from invoicesync.connectors_builtin.webdav import WebDAVOptions, WebDAVTarget
 from invoicesync.daemon.plugin_host import load_plugins

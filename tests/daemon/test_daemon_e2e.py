@@ -17,13 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fixtures.daemon_proc import (
-    DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    run_cli,
-    start_daemon_fixture,  # noqa: F401
-    write_config,
-)
+from fixtures.daemon_proc import DaemonProcess, run_cli, write_config
 
 Start = Callable[..., DaemonProcess]
 

@@ -15,12 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fixtures.daemon_proc import (
-    DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    start_daemon_fixture,  # noqa: F401
-    write_config,
-)
+from fixtures.daemon_proc import DaemonProcess, write_config
 from invoicesync.daemon.scheduler.jobs import Jobs
 from invoicesync.daemon.scheduler.watch import SourceWatcher
 from invoicesync.plugins import WatchSpec

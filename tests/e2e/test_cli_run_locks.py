@@ -21,18 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.daemon_proc import (
-    DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    run_cli,
-    start_daemon_fixture,  # noqa: F401
-    write_config,
-)
-from fixtures.smtp_server import (  # noqa: F401 (fixtures)
-    SmtpServer,
-    smtp_certificate_fixture,
-    smtp_factory_fixture,
-)
+from fixtures.daemon_proc import DaemonProcess, run_cli, write_config
+from fixtures.smtp_server import SmtpServer
 from invoicesync.daemon.engine.locks import EXIT_BUSY, FileRunLocks
 
 Start = Callable[..., DaemonProcess]

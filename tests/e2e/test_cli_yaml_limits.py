@@ -16,11 +16,7 @@ import subprocess
 from pathlib import Path
 
 from fixtures.cli import command, write_config
-from fixtures.daemon_proc import (
-    DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    start_daemon_fixture,  # noqa: F401
-)
+from fixtures.daemon_proc import DaemonProcess
 from fixtures.daemon_proc import write_config as write_json_config
 
 # Enough for the interpreter, rich, SQLAlchemy and pydantic (about 300 MB of

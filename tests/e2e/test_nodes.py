@@ -22,14 +22,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fixtures.daemon_proc import (
-    DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    run_cli,
-    write_config,
-)
-from fixtures.postgres_schema import pg_url_fixture  # noqa: F401
-from fixtures.s3_server import S3Server, s3_server_fixture  # noqa: F401
+from fixtures.daemon_proc import DaemonProcess, run_cli, write_config
+from fixtures.s3_server import S3Server
 from invoicesync.daemon.config.loader import load_config
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.locks import EXIT_BUSY

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from fixtures import memory_connectors as mem
+from fixtures.postgres_schema import pg_url_fixture
+from fixtures.restrictions_db import restrictions_db
 from invoicesync.daemon.config.loader import load_config
 from invoicesync.daemon.engine.clock import Clock
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
@@ -47,3 +49,10 @@ def make_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
     yield make
     for rt in opened:
         rt.close()
+
+
+# The shared fixtures of this folder, available to its tests by name.
+__all__ = [
+    "pg_url_fixture",
+    "restrictions_db",
+]

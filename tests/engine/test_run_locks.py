@@ -20,8 +20,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fixtures.postgres_schema import pg_url_fixture  # noqa: F401
-from fixtures.restrictions_db import restrictions_db  # noqa: F401
 from invoicesync.daemon.engine.failures import describe_error, report_connector_error
 from invoicesync.daemon.engine.locks import (
     Busy,
@@ -193,7 +191,7 @@ def _item(number: str) -> SourceDocument:
 
 
 def test_store_survives_a_concurrent_insert_of_the_same_document(
-    restrictions_db: sa.Engine,  # noqa: F811
+    restrictions_db: sa.Engine,
     tmp_path: Path,
 ) -> None:
     engine = restrictions_db

@@ -14,11 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures import plugin_dists
 from fixtures.plugin_dists import InstallPlugin
-
-install_plugin = plugin_dists.install_plugin
-plugin_site = plugin_dists.plugin_site
 
 TARGET_PLUGIN = """
 from invoicesync.plugins import ConnectorOptions, ExportResult, Target, hookimpl

@@ -9,15 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from fixtures import plugin_dists
 from fixtures.plugin_dists import InstallPlugin
 from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import PLUGIN_API_VERSION, PluginError
 from invoicesync.plugins.testing import make_document
-
-# The fixture, used by name in the tests below.
-install_plugin = plugin_dists.install_plugin
-plugin_site = plugin_dists.plugin_site
 
 GOOD_PLUGIN = """
 from typing import Any

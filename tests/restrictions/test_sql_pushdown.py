@@ -10,7 +10,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from fixtures.restrictions_db import restrictions_db  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from invoicesync.daemon.restrictions import Evaluator, RestrictionsConfig, compile_restrictions
@@ -88,7 +87,7 @@ DB_SETTINGS = settings(
 )
 @DB_SETTINGS
 def test_sql_filter_selects_exactly_what_the_evaluator_passes(
-    restrictions_db: sa.Engine,  # noqa: F811
+    restrictions_db: sa.Engine,
     docs: list[Document],
     specs: list[dict[str, Any]],
     now: datetime,
@@ -105,7 +104,7 @@ def test_sql_filter_selects_exactly_what_the_evaluator_passes(
 @given(docs=documents_(), checklist=origins(), now=instants())
 @DB_SETTINGS
 def test_include_and_exclude_partition_the_documents(
-    restrictions_db: sa.Engine,  # noqa: F811
+    restrictions_db: sa.Engine,
     docs: list[Document],
     checklist: dict[str, Any],
     now: datetime,
@@ -123,7 +122,7 @@ def test_include_and_exclude_partition_the_documents(
     assert included | excluded == {d.id for d in docs}
 
 
-def test_dst_and_month_edges_exhaustively(restrictions_db: sa.Engine) -> None:  # noqa: F811
+def test_dst_and_month_edges_exhaustively(restrictions_db: sa.Engine) -> None:
     """Every local midnight (and a microsecond either side) around Berlin's DST
     changes and month ends, against every preset and some `last:` spans."""
     tz = ZoneInfo("Europe/Berlin")

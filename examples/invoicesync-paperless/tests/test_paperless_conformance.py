@@ -5,16 +5,11 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import ClassVar
 
-import paperless_fixtures
 import pytest
 from fake_paperless import FakePaperless
 from invoicesync.plugins.testing import TargetConformance
 from invoicesync_paperless import PaperlessTarget
 from paperless_fixtures import MakeTarget
-
-# Fixtures, used by name below.
-paperless = paperless_fixtures.paperless
-make_target = paperless_fixtures.make_target
 
 
 def remote_name(title: str, original_file_name: str) -> str:

@@ -14,12 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import paperless_fixtures
 import pytest
 from fake_paperless import FakePaperless
-
-# Fixtures, used by name below.
-paperless = paperless_fixtures.paperless
 
 CONFIG = """\
 version: 1

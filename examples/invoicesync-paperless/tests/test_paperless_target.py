@@ -12,7 +12,6 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any, cast
 
-import paperless_fixtures
 import pytest
 from fake_paperless import FakePaperless
 from invoicesync.plugins import DocumentType, ExportItem, PermanentError, TransientError
@@ -20,10 +19,6 @@ from invoicesync.plugins.testing import BreakingStream, make_export_item
 from invoicesync_paperless import PaperlessOptions, PaperlessTarget
 from paperless_fixtures import MakeTarget
 from pydantic import ValidationError
-
-# Fixtures, used by name below.
-paperless = paperless_fixtures.paperless
-make_target = paperless_fixtures.make_target
 
 PDF = b"%PDF-1.4 paperless test\n"
 

@@ -7,7 +7,6 @@ exported files, a second no-op run, and that the secret appears in no output
 """
 
 # Fixtures imported from their module are "redefined" as test arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -18,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures.dovecot import Mailbox, dovecot, mailbox, make_mail  # noqa: F401
-from fixtures.portal_server import Portal, portal, portal_factory  # noqa: F401
-from source_helpers import pdf
+from fixtures.dovecot import Mailbox, make_mail
+from fixtures.portal_server import Portal
+from fixtures.source_helpers import pdf
 
 pytestmark = pytest.mark.server
 

@@ -8,7 +8,6 @@ item's failure, and the run goes on.
 """
 
 # Fixtures imported from their module are "redefined" as test arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -17,13 +16,13 @@ from typing import Any
 
 import pytest
 from fixtures.cli import run_cli, write_config
-from fixtures.dovecot import Mailbox, dovecot, mailbox, make_mail  # noqa: F401
-from fixtures.portal_server import Portal, portal, portal_factory  # noqa: F401
+from fixtures.dovecot import Mailbox, make_mail
+from fixtures.portal_server import Portal
+from fixtures.source_helpers import pdf, run_fetch
 from invoicesync.connectors_builtin.demo import source as demo_source
 from invoicesync.connectors_builtin.http_portal import source as portal_source
 from invoicesync.connectors_builtin.imap import source as imap_source
 from invoicesync.plugins import ConnectorContext
-from source_helpers import pdf, run_fetch
 
 pytestmark = pytest.mark.server
 

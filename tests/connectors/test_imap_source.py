@@ -1,7 +1,6 @@
 """The imap source against a real Dovecot (tests/fixtures/dovecot.py)."""
 
 # Fixtures imported from their module are "redefined" as test arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -12,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.dovecot import Mailbox, dovecot, mailbox, make_mail  # noqa: F401
+from fixtures.dovecot import Mailbox, make_mail
+from fixtures.source_helpers import RecordingLogger, commit, pdf, run_fetch
 from invoicesync.connectors_builtin._filenames import safe_filename
 from invoicesync.connectors_builtin.imap.source import ImapOptions, ImapSource, imap_utf7
 from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import ConnectorContext, ConnectorError, TransientError
 from pydantic import ValidationError
-from source_helpers import RecordingLogger, commit, pdf, run_fetch
 
 pytestmark = pytest.mark.server
 
@@ -227,7 +226,7 @@ def test_broken_connection_resumes_without_duplicates(mailbox: Mailbox, tmp_path
     # flag makes the source talk to the server after each mail, so the broken
     # connection is noticed mid-fetch, not only at the end.
     source = make_source(mailbox, tmp_path, after_import="flag")
-    from source_helpers import FetchRun
+    from fixtures.source_helpers import FetchRun
 
     run = FetchRun()
     gen = source.fetch(None)

@@ -1,7 +1,6 @@
 """The http_portal source against a real local HTTP portal (tests/fixtures/portal_server.py)."""
 
 # Fixtures imported from their module are "redefined" as test arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures.portal_server import Portal, portal, portal_factory  # noqa: F401
+from fixtures.portal_server import Portal
+from fixtures.source_helpers import RecordingLogger, pdf, run_fetch
 from invoicesync.connectors_builtin.http_portal.source import (
     HttpPortalOptions,
     HttpPortalSource,
@@ -24,7 +24,6 @@ from invoicesync.connectors_builtin.http_portal.source import (
 from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import ConnectorContext, ConnectorError, DocumentType, TransientError
 from pydantic import ValidationError
-from source_helpers import RecordingLogger, pdf, run_fetch
 
 pytestmark = pytest.mark.server
 
@@ -262,7 +261,7 @@ def test_download_breaking_off_stores_nothing_partial(portal: Portal, tmp_path: 
     contents = seed(portal, 3)
     portal.truncate["D002"] = 99
     source = make_source(portal, tmp_path)
-    from source_helpers import FetchRun, commit
+    from fixtures.source_helpers import FetchRun, commit
 
     run = FetchRun()
     gen = source.fetch(None)

@@ -12,7 +12,7 @@ from invoicesync.connectors_builtin.http_portal.source import HttpPortalOptions
 from invoicesync.connectors_builtin.imap.source import ImapOptions
 from ruamel.yaml import YAML
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "connectors"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors"
 BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 
 
