@@ -22,12 +22,9 @@ def parse_duration(value: Any) -> timedelta:
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 15m, 1h or 1d")
-    if isinstance(value, int | float):
-        # `every: 15` would silently mean 15 seconds where 15 minutes was
-        # likely meant: a duration in the configuration always has a unit.
-        raise ValueError(
-            f"{value!r} has no unit: write {value:g}s, {value:g}m, {value:g}h or {value:g}d"
-        )
+    bare = isinstance(value, int | float)
+    if bare:
+        seconds = float(value)
     else:
         match = _DURATION.match(str(value))
         if not match:
@@ -39,6 +36,12 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError("a duration cannot be negative")
     if seconds > MAX_DAYS * 86400:
         raise ValueError(f"a duration cannot be longer than {MAX_DAYS}d (100 years)")
+    if bare:
+        # `every: 15` would silently mean 15 seconds where 15 minutes was
+        # likely meant: a duration in the configuration always has a unit.
+        raise ValueError(
+            f"{value!r} has no unit: write {value:g}s, {value:g}m, {value:g}h or {value:g}d"
+        )
     return timedelta(seconds=seconds)
 
 

@@ -76,7 +76,7 @@ def test_the_unit_does_not_restart_on_a_configuration_error() -> None:
     unit = unit_settings()
     assert unit["RestartPreventExitStatus"] == ["2"]
     assert unit["Restart"] == ["on-failure"]
-    assert unit["StateDirectory"] == ["invoicesync"]
+    assert unit["StateDirectory"][0].split()[0] == "invoicesync"
     # The guide installs the configuration where the unit reads it.
     config = "/etc/invoicesync/invoicesync.yaml"
     assert f"INVOICESYNC_CONFIG={config}" in unit["Environment"]
@@ -131,9 +131,10 @@ def _namespace_script(tmp: Path, body: str) -> str:
 def _service_command(unit: dict[str, list[str]]) -> str:
     """What systemd does when it starts the unit, as far as files and environment go."""
     env = " ".join(shlex.quote(e) for e in unit["Environment"])
-    state = f"/var/lib/{unit['StateDirectory'][0]}"
+    folders = [f"/var/lib/{name}" for name in unit["StateDirectory"][0].split()]
+    state = ":".join(folders)  # systemd passes every StateDirectory=, colon-separated
     return (
-        f"mkdir -p {state} && cd {unit['WorkingDirectory'][0]}\n"
+        f"mkdir -p {' '.join(folders)} && cd {unit['WorkingDirectory'][0]}\n"
         # ProtectSystem=strict: everything read-only but the state directory.
         "mount -o remount,bind,ro /etc && mount -o remount,bind,ro /opt\n"
         f"exec env -i PATH=/usr/bin:/bin HOME=/nonexistent STATE_DIRECTORY={state} {env} "
@@ -190,7 +191,7 @@ def test_following_the_deploy_guide_gives_a_running_service(sandbox: Path) -> No
     # The service wrote only to its state directory.
     state = tmp / "overlay" / "var-lib" / "invoicesync"
     assert (state / "catalog.sqlite3").exists()
-    assert any((state / "export" / "archive").rglob("*.pdf"))
+    assert any((tmp / "overlay" / "var-lib" / "invoicesync-archive").rglob("*.pdf"))
     assert not (tmp / "overlay" / "etc" / "invoicesync" / "var").exists()
 
 
