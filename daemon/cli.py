@@ -29,6 +29,7 @@ from invoicesync.daemon.engine.clock import Clock, check_range
 from invoicesync.daemon.engine.locks import EXIT_BUSY, LockWait
 from invoicesync.daemon.engine.runtime import Runtime, open_runtime
 from invoicesync.daemon.logging import (
+    RedactingStream,
     configure_logging,
     get_logger,
     logs_are_json,
@@ -391,6 +392,16 @@ def main(
     Start with `invoicesync --config config.example.yaml sync`, then look at
     `status` and `explain`. Logs go to stderr, results to stdout.
     """
+    # Every printed text goes through the secret redactor, whatever printed it
+    # (rich tables, click.echo, an exception's text): issue 10 item 6.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = RedactingStream(stdout)
+    sys.stderr = RedactingStream(stderr)
+
+    def restore() -> None:
+        sys.stdout, sys.stderr = stdout, stderr
+
+    ctx.call_on_close(restore)
     ctx.obj = AppContext(config, now, log_format, log_level)
 
 
@@ -963,6 +974,8 @@ def check_config(app: AppContext, connect: bool) -> None:
     """Validate the configuration, every connector's options included."""
     loaded = app.loaded
     cfg = loaded.config
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
     app.out.print(
         f"{loaded.path}: OK — {len(cfg.sources)} source(s), {len(cfg.exports)} export "
         f"account(s), {len(cfg.companies)} company profile(s)",
@@ -996,7 +1009,7 @@ def check_config(app: AppContext, connect: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins(app: AppContext, as_json: bool) -> None:
-    """Installed plugins and the connector types and checks each adds.
+    """Installed plugins and the connector types, checks and extractors each adds.
 
     A connector whose optional Python package is missing is marked with what
     installs it (e.g. `sftp (needs: pip install 'invoicesync[sftp]')`); a
@@ -1036,7 +1049,7 @@ def plugins(app: AppContext, as_json: bool) -> None:
             or "-"
         )
 
-    table = Table("plugin", "version", "sources", "targets", "checks")
+    table = Table("plugin", "version", "sources", "targets", "checks", "extractors")
     for info in registry.plugins:
         table.add_row(
             *_cells(
@@ -1045,6 +1058,7 @@ def plugins(app: AppContext, as_json: bool) -> None:
                 listing("source", info.sources),
                 listing("target", info.targets),
                 ", ".join(info.checks) or "-",
+                ", ".join(info.extractors) or "-",
             )
         )
     app.out.print(table)

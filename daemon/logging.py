@@ -43,6 +43,43 @@ def logs_are_json() -> bool:
     return _json
 
 
+def redact(text: str) -> str:
+    """``text`` with every registered secret (and its encoded forms) masked.
+
+    For text that is stored (ledger errors, runs) or printed, not only logged.
+    """
+    result: str = _redactor.redact(text)
+    return result
+
+
+class RedactingStream:
+    """A text stream that masks registered secrets in everything written to it.
+
+    The command line wraps stdout and stderr in it, so that no printed text
+    (tables, ``explain``, ``check-config --connect``, error messages) can carry
+    a secret, whatever produced it. Everything but ``write`` is the wrapped
+    stream's own (``isatty``, ``fileno``, ``encoding``...).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    @property
+    def wrapped(self) -> TextIO:
+        return self._stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 #: Callables that see every event after redaction (the status page's run events).
 _taps: list[Callable[[dict[str, Any]], None]] = []
 

@@ -196,6 +196,10 @@ class SourceDocument:
     mtime of a file and its sidecar, an ETag...). When the catalog already holds
     this document with the same fingerprint it skips reading it altogether,
     which keeps a no-op re-sync of a large folder fast."""
+    guessed: frozenset[str] = frozenset()
+    """Names of metadata fields the source only guessed (a mail's date standing
+    in for the document date): extractors may replace them, while every other
+    field the source sets wins over extracted ones (API 1.2)."""
 
 
 @dataclass(frozen=True)

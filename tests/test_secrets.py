@@ -200,11 +200,11 @@ def test_non_reference_strings_and_keys_untouched() -> None:
 
 
 def test_redactor_masks_nested_values_and_encoded_forms() -> None:
-    redact = redact_secrets({SECRET, "tok"})
+    redact = redact_secrets({SECRET, "token-4711"})
     event = {
         "event": f"login failed with {SECRET}",
         "url": "https://h/?p=" + "s3cr3t-Pa%24%24w0rd%2Fwith%3Acolons",
-        "nested": {"list": [f"x{SECRET}y", 3], "tuple": ("tok",)},
+        "nested": {"list": [f"x{SECRET}y", 3], "tuple": ("token-4711",)},
         "exc": ValueError(f"bad {SECRET}"),
         "count": 5,
     }
@@ -218,9 +218,16 @@ def test_redactor_masks_nested_values_and_encoded_forms() -> None:
 
 def test_redactor_update_and_empty() -> None:
     redact = redact_secrets([])
-    assert redact(None, "info", {"event": "tok"}) == {"event": "tok"}
-    redact.update({"tok"})
-    assert redact(None, "info", {"event": "tok"}) == {"event": "***"}
+    assert redact(None, "info", {"event": "token-4711"}) == {"event": "token-4711"}
+    redact.update({"token-4711"})
+    assert redact(None, "info", {"event": "token-4711"}) == {"event": "***"}
+
+
+def test_redactor_leaves_secrets_too_short_to_mask_safely() -> None:
+    """Masking "2026" or "ent" would corrupt timestamps and event names (issue 10 item 6)."""
+    redact = redact_secrets({"2026", "ent"})
+    event = {"event": "document.imported", "timestamp": "2026-11-30T10:00:00Z"}
+    assert redact(None, "info", dict(event)) == event
 
 
 def test_redactor_in_a_structlog_pipeline(caplog: pytest.LogCaptureFixture) -> None:

@@ -650,6 +650,9 @@ class ImapSource(Source[ImapOptions]):
                 metadata=metadata,
                 cursor=checkpoint,
                 fingerprint=f"imap-v1:{att.sha256}",
+                # The mail's date only stands in for the document date: an
+                # e-invoice's own issue date (BT-2) replaces it.
+                guessed=frozenset({"document_date"}),
             )
 
     def _attachments(self, msg: Message, tmp_dir: Path) -> list[_Attachment]:

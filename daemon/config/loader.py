@@ -64,6 +64,9 @@ class LoadedConfig:
     source_options: dict[str, BaseModel]
     export_options: dict[str, BaseModel]
     secrets: frozenset[str]
+    """Every text to mask: the secret values and their encoded forms."""
+    warnings: tuple[str, ...] = ()
+    """Not errors, but worth saying at ``check-config`` (e.g. a secret too short to mask)."""
     #: ``daemon.http.auth`` with its secret references resolved (None: no auth).
     http_auth: dict[str, Any] | None = None
 
@@ -452,7 +455,13 @@ def _unknown_companies(
 
 def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
     """Read, validate and resolve ``path``; raise ConfigError listing every problem."""
-    from .secrets import SecretError, resolve_secret_refs
+    from .secrets import (
+        MIN_REDACTABLE,
+        SecretError,
+        credential_forms,
+        resolve_secret_refs,
+        secret_paths,
+    )
 
     base_dir = path.resolve().parent
     tree = read_yaml(path)
@@ -476,6 +485,7 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
         raise ConfigError(problems_from(exc, path, tree, model=Config)) from None
 
     problems: list[Problem] = []
+    warnings: list[str] = []
     secrets: set[str] = set()
     source_options: dict[str, BaseModel] = {}
     export_options: dict[str, BaseModel] = {}
@@ -530,6 +540,31 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
             problems.append(Problem(path, line_of(tree, loc), format_loc(loc), exc.message))
             continue
         secrets |= found
+        user = next(
+            (options[k] for k in ("username", "user", "login") if isinstance(options.get(k), str)),
+            None,
+        )
+        for secret in found:
+            if user:
+                secrets |= credential_forms(user, secret)
+        for ref_path in secret_paths(entry["options"]):
+            value: Any = options
+            for key in ref_path:
+                value = value[key]
+            if isinstance(value, str) and len(value) < MIN_REDACTABLE:
+                loc = (section, index, "options", *ref_path)
+                warnings.append(
+                    str(
+                        Problem(
+                            path,
+                            line_of(tree, loc),
+                            format_loc(loc),
+                            f"this secret is shorter than {MIN_REDACTABLE} characters: "
+                            "invoicesync cannot mask it in logs and output without "
+                            "corrupting other text, so it is not masked; use a longer one",
+                        )
+                    )
+                )
         try:
             out[ident] = connector.Options.model_validate(options, context={"base_dir": base_dir})
         except ValidationError as exc:
@@ -571,5 +606,11 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(
-        config, path, source_options, export_options, frozenset(secrets), http_auth
+        config,
+        path,
+        source_options,
+        export_options,
+        frozenset(secrets),
+        tuple(warnings),
+        http_auth,
     )

@@ -16,6 +16,7 @@ name the reference (``env:IMAP_PASSWORD``), never the value.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -28,9 +29,11 @@ from invoicesync.plugins.errors import ConfigurationError
 
 __all__ = [
     "KEYRING_SERVICE",
+    "MIN_REDACTABLE",
     "REDACTED",
     "SecretError",
     "SecretRedactor",
+    "credential_forms",
     "delete_secret",
     "get_secret",
     "insecure_keyring_backend",
@@ -38,6 +41,7 @@ __all__ = [
     "redact_secrets",
     "refuse_insecure_keyring",
     "resolve_secret_refs",
+    "secret_paths",
     "set_secret",
 ]
 
@@ -46,6 +50,11 @@ KEYRING_SERVICE = "invoicesync"
 
 REDACTED = "***"
 """What a secret value is replaced with in log events."""
+
+MIN_REDACTABLE = 8
+"""Shorter secrets are not masked: masking ``2026`` or ``ent`` inside unrelated
+text (every timestamp, ``document.imported``) corrupts the output and shows
+where the secret occurs. ``check-config`` warns about them instead."""
 
 PathKey = str | int
 _PREFIXES = ("keyring:", "env:", "credential:")
@@ -308,6 +317,15 @@ def _resolve_one(
     return value
 
 
+def secret_paths(data: Any, path: tuple[PathKey, ...] = ()) -> list[tuple[PathKey, ...]]:
+    """The paths of every secret reference in plain YAML data (dict keys never count)."""
+    if isinstance(data, Mapping):
+        return [p for key, item in data.items() for p in secret_paths(item, (*path, key))]
+    if isinstance(data, list | tuple):
+        return [p for i, item in enumerate(data) for p in secret_paths(item, (*path, i))]
+    return [path] if is_secret_ref(data) else []
+
+
 def resolve_secret_refs(
     data: Any,
     *,
@@ -352,8 +370,31 @@ def resolve_secret_refs(
 
 def _variants(value: str) -> set[str]:
     # A secret can also show up percent-encoded (in a URL a library logged).
+    # Too short a value is not masked at all (see MIN_REDACTABLE).
+    if len(value) < MIN_REDACTABLE:
+        return set()
     forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
     return {f for f in forms if f}
+
+
+def credential_forms(username: str, secret: str) -> set[str]:
+    """How a user name and password travel on the wire, base64-encoded.
+
+    HTTP basic auth sends ``base64(user:pw)``, SASL PLAIN (IMAP, SMTP)
+    ``base64(\\0user\\0pw)`` or ``base64(user\\0user\\0pw)``; a server or a
+    library that echoes them must not put the password in our output. The
+    password alone, base64-encoded, is included too (tokens sent that way).
+    """
+    forms = set()
+    for plain in (
+        f"{username}:{secret}",
+        f"\0{username}\0{secret}",
+        f"{username}\0{username}\0{secret}",
+        secret,
+    ):
+        encoded = base64.b64encode(plain.encode("utf-8")).decode("ascii")
+        forms |= {encoded, encoded.rstrip("=")}
+    return {f for f in forms if len(f) >= MIN_REDACTABLE}
 
 
 def _scrub(text: str, values: Iterable[str]) -> str:

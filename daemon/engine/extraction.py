@@ -30,9 +30,12 @@ from invoicesync.plugins.extractors import Extraction, ExtractionError, Extracti
 from invoicesync.plugins.models import DocumentMetadata, DocumentType, SourceDocument
 
 from .companies import assign_company, rule_matches
+from .provenance import GUESSED
 
 #: Provenance of a company set by an ``assign_company`` rule.
 RULE_PROVENANCE = "assign_company rule"
+#: Provenance of a field the source only guessed and no extractor replaced.
+GUESS_PROVENANCE = GUESSED
 _NOTHING = Derived()
 
 
@@ -182,7 +185,8 @@ class ExtractionStage:
         re-extraction passes the catalog's fields minus the extracted ones.
         """
         stated = item.metadata if stated is None else stated
-        if not any(f.extraction is not None for f in findings) and stated is item.metadata:
+        nothing_found = not any(f.extraction is not None for f in findings)
+        if nothing_found and stated is item.metadata and not item.guessed:
             # Nothing found (the common case for a plain PDF): no merging cost.
             rule = next((r for r in source_cfg.assign_company if rule_matches(r, item)), None)
             if rule is None:
@@ -190,7 +194,7 @@ class ExtractionStage:
             changed = item.metadata.company != rule.company
             merged = assign_company([rule], item)
             return merged, Derived({"company": RULE_PROVENANCE} if changed else {})
-        explicit = stated_fields(stated)
+        explicit = stated_fields(stated) - item.guessed
         values: dict[str, Any] = {
             name: getattr(stated, name) for name in DocumentMetadata.model_fields
         }
@@ -217,6 +221,11 @@ class ExtractionStage:
             if valid is None and extraction.einvoice_valid is not None:
                 valid, errors = extraction.einvoice_valid, tuple(extraction.einvoice_errors)
         values["fields"] = fields
+        for name in item.guessed:
+            if name not in provenance and name in stated_fields(stated):
+                # Kept, and remembered as a guess: re-extraction may replace it.
+                provenance[name] = GUESS_PROVENANCE
+                explicit.add(name)
         self._direction(values, provenance, explicit)
         metadata = DocumentMetadata.model_validate(
             {k: v for k, v in values.items() if k in explicit or k in provenance or k == "fields"}

@@ -53,18 +53,24 @@ def field_lines(doc: Document) -> list[str]:
     return lines
 
 
-def stated_metadata(doc: Document) -> DocumentMetadata:
-    """The fields the source stated: those without a provenance entry.
+#: Must equal ``engine.extraction.GUESS_PROVENANCE`` (kept here to avoid a cycle).
+GUESSED = "guessed by the source"
+
+
+def stated_metadata(doc: Document) -> tuple[DocumentMetadata, frozenset[str]]:
+    """The fields the source stated (those without a provenance entry, or only
+    guessed by it), and the names of the guessed ones.
 
     What re-extraction starts from; the extracted ones are found again (or
-    not) and an ``assign_company`` rule applies again.
+    not), guesses may be replaced, and an ``assign_company`` rule applies again.
     """
     values: dict[str, object] = {}
+    guessed = frozenset(n for n, where in doc.provenance.items() if where == GUESSED)
     for name in DocumentMetadata.model_fields:
-        if name == "fields" or name in doc.provenance:
+        if name == "fields" or (name in doc.provenance and name not in guessed):
             continue
         value = getattr(doc, name)
         if value != _DEFAULTS.get(name) and not (name == "tags" and not value):
             values[name] = value
     values["fields"] = {k: v for k, v in doc.fields.items() if f"fields.{k}" not in doc.provenance}
-    return DocumentMetadata.model_validate(values)
+    return DocumentMetadata.model_validate(values), guessed

@@ -34,7 +34,7 @@ def reextract(rt: Runtime, source_ids: Sequence[str] = ()) -> Counter[str]:
         source_cfg = config.source(source_id)
         fingerprints = rt.catalog.fingerprints(source_id)
         for doc in rt.catalog.iter_documents(documents.c.source == source_id):
-            stated = stated_metadata(doc)
+            stated, guessed = stated_metadata(doc)
             path = rt.blobs.path(doc.sha256)
             if not path.exists():
                 counts["failed"] += 1
@@ -52,6 +52,7 @@ def reextract(rt: Runtime, source_ids: Sequence[str] = ()) -> Counter[str]:
                 media_type=doc.media_type,
                 metadata=stated,
                 fingerprint=fingerprints.get(doc.external_id),
+                guessed=guessed,
             )
             findings = rt.extraction.findings(source_cfg, item, stated)
             log_findings(log, doc.id, findings)

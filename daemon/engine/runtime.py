@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from invoicesync.daemon.config.loader import LoadedConfig
 from invoicesync.daemon.config.models import Config, ExportConfig, SourceConfig
-from invoicesync.daemon.logging import get_logger
+from invoicesync.daemon.logging import get_logger, redact
 from invoicesync.daemon.naming import FilenameTemplate
 from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.daemon.restrictions import Evaluator, compile_restrictions
@@ -39,6 +39,7 @@ from invoicesync.daemon.storage.database import (
     translated_errors,
 )
 from invoicesync.daemon.storage.ledger import Ledger
+from invoicesync.daemon.storage.private import make_private_dir
 from invoicesync.daemon.storage.runs import RunLog
 from invoicesync.daemon.storage.schema_guard import guard
 from invoicesync.daemon.storage.scratch import postgres_scratch_copy
@@ -74,8 +75,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.engine, self.blobs)
-        self.ledger = Ledger(self.engine)
-        self.runs = RunLog(self.engine)
+        # Error texts are stored masked: a server may echo the credentials.
+        self.ledger = Ledger(self.engine, scrub=redact)
+        self.runs = RunLog(self.engine, scrub=redact)
         self.extraction = ExtractionStage(
             self.registry.extractors, self.config.sources, self.config.companies
         )
@@ -113,14 +115,14 @@ class Runtime:
     def make_source(self, source: SourceConfig) -> Source[Any]:
         cls = self.registry.source_type(source.type)
         context = self.connector_context("source", source.id)
-        context.state_dir.mkdir(parents=True, exist_ok=True)
+        context.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return cls(source.id, self.loaded.source_options[source.id], context)
 
     def make_target(self, account: ExportConfig) -> Target[Any]:
         cls = self.registry.target_type(account.type)
         context = self.connector_context("account", account.id)
         if not self.dry_run:
-            context.state_dir.mkdir(parents=True, exist_ok=True)
+            context.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return cls(account.id, self.loaded.export_options[account.id], context)
 
     @property
@@ -225,7 +227,10 @@ def open_runtime(
             shutil.rmtree(scratch, ignore_errors=True)
             raise
         return Runtime(loaded, registry, clock, engine, blobs, _scratch=scratch)
+    # Before anything creates it as a side effect (the blob store's folder):
+    # the state folder is 0700 whatever the umask.
     try:
+        make_private_dir(state)
         blobs = open_blob_store(config.blobs, state)
         engine = open_database(state, config.database, blobs=blobs)
     except OSError as exc:

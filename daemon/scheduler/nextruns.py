@@ -47,14 +47,12 @@ def write_schedule(
         "updated_at": now.isoformat(),
         "jobs": {k: (v.isoformat() if v else None) for k, v in sorted(jobs.items())},
     }
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".daemon-schedule.", dir=state_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=1)
-        # World-readable on purpose: it holds nothing secret, and `status`
-        # may run as another user than a DynamicUser service.
-        os.chmod(tmp, 0o644)
+        # mkstemp made it 0600, like every file of the (0700) state folder.
         os.replace(tmp, state_dir / FILENAME)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

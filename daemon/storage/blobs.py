@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 
+from .private import make_private_dir
+
 CHUNK = 1024 * 1024
 STALE_AFTER_S = 3600
 
@@ -33,7 +35,8 @@ class BlobStore:
         self._root_str = str(root)
         self._tmp_str = str(self._tmp)
         if write:
-            self._tmp.mkdir(parents=True, exist_ok=True)
+            make_private_dir(root)
+            self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._clean_temporaries()
 
     def path(self, sha256: str) -> Path:
@@ -154,7 +157,7 @@ def _replace_making_parent(tmp_name: str, target: str) -> None:
     except FileNotFoundError:
         if not os.path.exists(tmp_name):
             raise
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         os.replace(tmp_name, target)
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from invoicesync.plugins.errors import ConfigurationError
 
 from .blobs import Blobs, BlobStore
+from .private import make_private_dir, make_private_file
 from .schema_guard import (
     SchemaStatus,
     StateError,
@@ -185,7 +186,7 @@ def open_database(
     url = database_url(state_dir, configured_url)
     path = sqlite_file(url)
     if url.startswith("sqlite"):
-        state_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(state_dir)
     if path is not None:
         check_sqlite_file(path)
     engine = create_engine(url)
@@ -202,6 +203,10 @@ def open_database(
     except BaseException:
         engine.dispose()
         raise
+    if path is not None:
+        # 0600 whatever the umask; SQLite gives -wal/-shm the database's mode.
+        for suffix in ("", "-wal", "-shm"):
+            make_private_file(Path(f"{path}{suffix}"))
     return engine
 
 

@@ -10,7 +10,7 @@ ledger and the target agree again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -111,8 +111,10 @@ def _first_free(
 class Ledger:
     """Reads and writes the ``ledger`` table."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, scrub: Callable[[str], str] = str) -> None:
+        """``scrub`` masks secrets in error texts before they are stored."""
         self.engine = engine
+        self._scrub = scrub
 
     def entry(self, account: str, document_id: str) -> LedgerEntry | None:
         with self.engine.connect() as conn:
@@ -263,7 +265,7 @@ class Ledger:
                 .where(ledger.c.account == account, ledger.c.document_id == document_id)
                 .values(
                     state=state.value,
-                    last_error=error[:2000],
+                    last_error=self._scrub(error)[:2000],
                     attempts=attempts,
                     next_attempt_at=next_attempt_at,
                     updated_at=now,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,8 +29,10 @@ class RunRecord:
 
 
 class RunLog:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, scrub: Callable[[str], str] = str) -> None:
+        """``scrub`` masks secrets in error texts before they are stored."""
         self.engine = engine
+        self._scrub = scrub
 
     def start(self, kind: str, subject: str, now: datetime) -> str:
         run_id = str(uuid.uuid4())
@@ -58,7 +61,12 @@ class RunLog:
             conn.execute(
                 runs.update()
                 .where(runs.c.id == run_id)
-                .values(finished_at=now, status=status, counts=counts, error=error)
+                .values(
+                    finished_at=now,
+                    status=status,
+                    counts=counts,
+                    error=None if error is None else self._scrub(error),
+                )
             )
 
     def _one(

@@ -45,6 +45,7 @@ class Endpoint:
         if self.host.events is not None:
             add_log_tap(self.host.events)
         self.server.start()
+        self.host.refresh_counts()  # so the first look at the page has them
 
     def run_finished(self, kind: str, subject: str, summary: Any) -> None:
         self.metrics.run_finished(kind, subject, summary)

@@ -23,6 +23,7 @@ from invoicesync.daemon.config.models import ExportConfig, SourceConfig
 from invoicesync.daemon.config.secrets import SecretRedactor
 from invoicesync.daemon.engine.plan import account_candidates
 from invoicesync.daemon.engine.runtime import Runtime
+from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.scheduler.nextruns import read_schedule
 from invoicesync.daemon.scheduler.stale import StaleLimits, Staleness
 from invoicesync.daemon.storage.ledger import LedgerState
@@ -42,10 +43,11 @@ class AccountCounts:
     """Per account: its documents by state (pending and excluded evaluated now)."""
 
     exported: int
-    pending: int
+    #: None while being counted (see :meth:`WebHost.account_counts`).
+    pending: int | None
     failed: int
     rejected: int
-    excluded: int
+    excluded: int | None
     exporting: int
 
 
@@ -171,36 +173,47 @@ class WebHost:
         with self.runtime.engine.connect() as conn:
             return {str(c) for c in conn.execute(query).scalars()}
 
-    def account_counts(self, account: ExportConfig) -> AccountCounts:
+    def account_counts(self, account: ExportConfig, wait: bool = False) -> AccountCounts:
         """The account's counts: ledger states as they are now, pending and excluded cached.
 
         Ledger states are one grouped, indexed query. Pending and excluded
         evaluate every document without a ledger row -- as much work as an
-        export run's candidate scan -- so a finished run only marks them
-        outdated; they are recomputed when asked and at least
-        :data:`MIN_RECOMPUTE_SECONDS` old (or older than :data:`CACHE_SECONDS`
-        in any case), by one thread at a time, while other requests get the
-        previous figures.
+        export run's candidate scan, seconds on a large catalog -- so they
+        are computed on a background thread and never hold up a page or a
+        Prometheus scrape: until the first result they are None ("being
+        counted"). A finished run marks them outdated; they are recomputed
+        when asked and at least :data:`MIN_RECOMPUTE_SECONDS` old (or older
+        than :data:`CACHE_SECONDS` in any case), one computation per account
+        at a time. ``wait`` computes them in the calling thread if there are
+        none yet (tests, benchmarks).
         """
         rt = self.runtime
         states = rt.ledger.counts(account.id)
-        pending, pending_new = self._evaluated(account)
-        with rt.engine.connect() as conn:
-            total = int(
-                conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one()
-            )
-        with_row = sum(states.values())
+        evaluated = self._evaluated(account, wait)
+        pending = excluded = None
+        if evaluated is not None:
+            with rt.engine.connect() as conn:
+                total = int(
+                    conn.execute(sa.select(sa.func.count()).select_from(documents)).scalar_one()
+                )
+            pending = evaluated[0]
+            excluded = max(0, total - sum(states.values()) - evaluated[1])
         return AccountCounts(
             exported=states[LedgerState.EXPORTED],
             pending=pending,
             failed=states[LedgerState.FAILED],
             rejected=states[LedgerState.REJECTED],
-            excluded=max(0, total - with_row - pending_new),
+            excluded=excluded,
             exporting=states[LedgerState.EXPORTING],
         )
 
-    def _evaluated(self, account: ExportConfig) -> tuple[int, int]:
-        """(pending, pending without a ledger row), cached as described above."""
+    def refresh_counts(self) -> None:
+        """Start computing every account's pending and excluded counts (in the background)."""
+        for account in self.runtime.config.exports:
+            self._evaluated(account, wait=False)
+
+    def _evaluated(self, account: ExportConfig, wait: bool) -> tuple[int, int] | None:
+        """(pending, pending without a ledger row) as cached; a refresh started if due."""
         with self._lock:
             cached = self._counts.get(account.id)
             generation = self._generation
@@ -208,23 +221,41 @@ class WebHost:
         if cached is not None:
             age = time.monotonic() - cached[0]
             outdated = cached[1] != generation and age >= MIN_RECOMPUTE_SECONDS
-            if not outdated and age < CACHE_SECONDS:
-                return cached[2]
-            if not lock.acquire(blocking=False):
-                return cached[2]  # another request is computing them right now
-        else:
-            lock.acquire()
-        try:
-            with self._lock:
-                again = self._counts.get(account.id)
-            if again is not None and again is not cached:
-                return again[2]  # computed while this request waited
-            counts = self._compute_counts(account)
-            with self._lock:
-                self._counts[account.id] = (time.monotonic(), generation, counts)
-            return counts
-        finally:
-            lock.release()
+            if outdated or age >= CACHE_SECONDS:
+                self._start_count(account, generation, lock)
+            return cached[2]
+        if wait:
+            with lock:
+                with self._lock:
+                    again = self._counts.get(account.id)
+                if again is None:
+                    self._count(account, generation)
+                with self._lock:
+                    done = self._counts.get(account.id)
+            return None if done is None else done[2]
+        self._start_count(account, generation, lock)
+        return None
+
+    def _start_count(self, account: ExportConfig, generation: int, lock: threading.Lock) -> None:
+        if not lock.acquire(blocking=False):
+            return  # being computed already
+
+        def work() -> None:
+            try:
+                self._count(account, generation)
+            except Exception as exc:  # e.g. the database is away: the next request retries
+                get_logger(account=account.id).error(
+                    "http.error", path="(counts)", error=f"{type(exc).__name__}: {exc}"
+                )
+            finally:
+                lock.release()
+
+        threading.Thread(target=work, name=f"counts-{account.id}", daemon=True).start()
+
+    def _count(self, account: ExportConfig, generation: int) -> None:
+        counts = self._compute_counts(account)
+        with self._lock:
+            self._counts[account.id] = (time.monotonic(), generation, counts)
 
     def _compute_counts(self, account: ExportConfig) -> tuple[int, int]:
         rt = self.runtime

@@ -209,7 +209,9 @@ class _StateCollector(Collector):
         for account in cfg.exports:
             counts = host.account_counts(account)
             for state in ("exported", "pending", "failed", "rejected", "excluded", "exporting"):
-                docs.add_metric([account.id, state], float(getattr(counts, state)))
+                value = getattr(counts, state)
+                if value is not None:  # pending/excluded: absent until first counted
+                    docs.add_metric([account.id, state], float(value))
         yield docs
         catalog = GaugeMetricFamily(
             "invoicesync_source_documents",

@@ -347,6 +347,20 @@ def test_check_cleans_up_stale_temp_files_from_before_this_process(
     assert not stale.exists()
 
 
+def test_a_later_run_removes_a_dead_node_s_temp_files_from_after_this_process_started(
+    root: Path, tmp_path: Path
+) -> None:
+    # With several nodes, the run that takes over a dead node's account is in
+    # a process that started before the dead node wrote its temporary file.
+    root.mkdir()
+    make_target(root).check()  # this process has cleaned the root once already
+    leftover = root / f".x.pdf{TEMP_MARKER}deadnode"
+    leftover.write_bytes(b"half")
+    os.utime(leftover, (time.time() - 5, time.time() - 5))  # after process start
+    make_target(root).check()  # the next run (a new target instance)
+    assert not leftover.exists()
+
+
 WRITER = textwrap.dedent(
     """
     import io, sys, time

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
@@ -11,7 +12,9 @@ from invoicesync.connectors_builtin.einvoice import EInvoiceExtractor
 from invoicesync.connectors_builtin.einvoice.validation import _schema
 from invoicesync.daemon.config.models import CompanyConfig, CompanyRule, SourceConfig
 from invoicesync.daemon.engine.extraction import ExtractionStage
+from invoicesync.daemon.engine.provenance import stated_metadata
 from invoicesync.plugins import (
+    Document,
     DocumentMetadata,
     DocumentType,
     Extraction,
@@ -148,3 +151,38 @@ def test_extraction_off() -> None:
     source = SourceConfig(id="inbox", type="folder", extract=[])
     findings, merged, derived = run(stage(source), source, item("django-xrechnung_ubl.xml"))
     assert findings == [] and merged.metadata.number is None and not derived.provenance
+
+
+def test_a_guessed_field_gives_way_to_the_e_invoice_and_stays_a_guess() -> None:
+    # The imap source's mail date stands in for the document date.
+    source = SourceConfig(id="mail", type="imap")
+    doc = replace(
+        item("django-xrechnung_ubl.xml", document_date=date(2026, 9, 30)),
+        guessed=frozenset({"document_date"}),
+    )
+    _, merged, derived = run(stage(source), source, doc)
+    assert merged.metadata.document_date == date(2026, 9, 9)  # BT-2, not the mail date
+    assert derived.provenance["document_date"] == "XRechnung UBL, BT-2"
+    plain = replace(
+        item("django-xrechnung_no-xml.pdf", document_date=date(2026, 9, 30)),
+        guessed=frozenset({"document_date"}),
+    )
+    _, merged, derived = run(stage(source), source, plain)
+    assert merged.metadata.document_date == date(2026, 9, 30)  # nothing better found
+    assert derived.provenance["document_date"] == "guessed by the source"
+    stored = Document.model_validate(
+        {
+            **merged.metadata.model_dump(),
+            "id": "mail/x",
+            "source": "mail",
+            "external_id": "x",
+            "import_date": datetime(2026, 10, 1, tzinfo=UTC),
+            "filename": "x.pdf",
+            "media_type": "application/pdf",
+            "size": 1,
+            "sha256": "ab" * 32,
+            "provenance": derived.provenance,
+        }
+    )
+    stated, guessed = stated_metadata(stored)  # what reextract starts from
+    assert stated.document_date == date(2026, 9, 30) and guessed == {"document_date"}

@@ -269,3 +269,40 @@ def test_version_does_not_import_the_web_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_healthz_turns_503_when_the_daemon_stops(tmp_path: Path, start_daemon: Start) -> None:
+    """SIGTERM while an export is still writing: /healthz says 503 until the exit."""
+    port = free_port()
+    sources = [{"id": "demo", "type": "demo", "schedule": {"every": "1h"}, "options": {"count": 1}}]
+    exports = [
+        {
+            "id": "slow",
+            "type": "slow",
+            "schedule": {"after_import": True},
+            "filename": "{filename}.{ext}",  # flat: the test target makes no folders
+            # about 18 chunks of 100 bytes, 0.5 s apart; it ignores the stop flag
+            "options": {"path": "./slow", "chunk": 100, "delay": 0.5, "ignore_stop": True},
+        }
+    ]
+    cfg = web_config(tmp_path, port, sources=sources, exports=exports)
+    data = json.loads(cfg.read_text())
+    data["daemon"]["grace_period"] = "60s"  # the write ends well within it
+    cfg.write_text(json.dumps(data))
+    d = start_daemon(cfg)
+    d.wait_event("daemon.started")
+    base = f"http://127.0.0.1:{port}"
+    d.wait_for(lambda _ev: (tmp_path / "slow" / ".writing").exists(), what="the slow write")
+    assert get(base + "/healthz")[0] == 200
+    d.signal(signal.SIGTERM)
+    d.wait_event("daemon.stopping")
+    # the export still writes (it ignores the stop flag): the endpoint answers, unhealthy
+    answer = d.wait_for(
+        lambda _ev: (a := get(base + "/healthz"))[0] == 503 and a, what="/healthz 503"
+    )
+    assert answer[2] == "the scheduler is not running\n"
+    assert d.proc.wait(60) == 0
+    stopped = d.wait_event("daemon.stopped")
+    assert stopped["clean"] is True
+    assert d.named("document.exported"), "the slow export finished within the grace period"
+    d.check_logs()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from html import unescape
@@ -49,6 +50,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     result = sync(rt, ())
     assert result.ok
     host = WebHost(lambda: rt, mode="serve")
+    for account in rt.config.exports:
+        host.account_counts(account, wait=True)  # counted once, as the endpoint does at start
     app = build_app(host, Metrics(host), auth=None, runs_shown=50)
     with TestClient(app) as client:
         yield {"client": client, "rt": rt, "cfg": cfg, "tmp": tmp, "host": host}
@@ -88,7 +91,7 @@ def test_overview_lists_every_source_and_account_with_the_status_counts(
             str(expected.rejected),
         ]
     # archive takes two of seven types: excluded = documents it does not take
-    archive = site["host"].account_counts(rt.config.export("archive"))
+    archive = site["host"].account_counts(rt.config.export("archive"), wait=True)
     assert archive.exported + archive.excluded == 132
     assert archive.excluded > 0
     assert "serve: no scheduler" in page
@@ -349,3 +352,29 @@ def test_documented_metrics_and_alert_rules_match_the_endpoint(site: dict[str, A
     for rule in rules:
         for name in re.findall(r"\b(invoicesync_[a-z_]+)", rule["expr"]):
             assert name in names, f"{rule['alert']} uses {name}, which /metrics does not serve"
+
+
+def test_counts_never_hold_up_a_page(site: dict[str, Any]) -> None:
+    """Pending and excluded are counted in the background: "…" until they are known."""
+    rt = site["rt"]
+    host = WebHost(lambda: rt, mode="serve")
+    release = threading.Event()
+    original = host._compute_counts
+
+    def slow(account: Any) -> tuple[int, int]:
+        release.wait(30)
+        return original(account)
+
+    host._compute_counts = slow  # type: ignore[method-assign]
+    with TestClient(build_app(host, Metrics(host), auth=None, runs_shown=5)) as client:
+        row = re.search(r'<tr id="account-archive">(.*?)</tr>', client.get("/").text, re.S)
+        assert row is not None and "…" in row.group(1)
+        parsed = metrics(client.get("/metrics").text)
+        assert (
+            sample(parsed, "invoicesync_account_documents", account="archive", state="pending")
+            is None
+        )
+        assert sample(parsed, "invoicesync_account_documents", account="archive", state="exported")
+        release.set()
+        counts = host.account_counts(rt.config.export("archive"), wait=True)
+        assert counts.pending == 0 and counts.excluded is not None and counts.excluded > 0
