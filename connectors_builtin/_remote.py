@@ -21,7 +21,7 @@ from invoicesync.plugins import (
     ConnectorContext,
     TransientError,
 )
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 __all__ = [
     "ContentReadError",
@@ -48,7 +48,22 @@ def _duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0, le=86400)]
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    Field(gt=0, le=86400),
+    # pydantic cannot express the bounds of a value that arrives as a string
+    # (it would print the non-standard keywords gt/le): the schema says it.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+                {"type": "string", "pattern": _DURATION.pattern},
+            ],
+            "examples": ["30s", "5m", "1h", 60],
+        }
+    ),
+]
 """Seconds, written as a number or as ``30s``, ``5m``, ``1h``."""
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,6 +32,8 @@ from invoicesync.daemon.logging import (
     RedactingStream,
     configure_logging,
     get_logger,
+    logs_are_json,
+    redirect_logging,
     register_secrets,
 )
 from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
@@ -38,6 +41,7 @@ from invoicesync.daemon.storage.database import damaged, database_url, describe,
 from invoicesync.plugins.errors import ConfigurationError, PluginError
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import ProgressColumn, Task, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
@@ -96,11 +100,9 @@ class AppContext:
                 path = find_config_file(self.config_arg)
                 self._loaded = load_config(path, self.registry)
             except ConfigError as exc:
-                get_logger().error("config.invalid", problems=[str(p) for p in exc.problems])
-                fail(str(exc), prefix="configuration error:\n")
+                config_invalid([str(p) for p in exc.problems])
             except ConfigurationError as exc:
-                get_logger().error("config.invalid", problems=[str(exc)])
-                fail(str(exc))
+                config_invalid([str(exc)])
             register_secrets(self._loaded.secrets)
             # The file's log settings apply unless the command line overrides them.
             log = self._loaded.config.log
@@ -123,7 +125,7 @@ class AppContext:
                 self.loaded, self.registry, self.clock, dry_run=dry_run, read_only=read_only
             )
         except ConfigurationError as exc:
-            fail(str(exc))
+            config_invalid([str(exc)], file=self._loaded.path if self._loaded else None)
         if command is not None:
             rt.command = command
         if lock_wait is not None:
@@ -141,33 +143,71 @@ class AppContext:
             rt.close()
 
     def progress(self) -> Callable[[str, int | None], Callable[[int], None]] | None:
-        """A rich progress bar factory when stdout is a terminal, else None."""
+        """A rich progress bar factory when stdout is a terminal, else None.
+
+        One bar per phase (each import, each export): done of total, rate and
+        time left when the total is known (exports), done and rate otherwise.
+        """
         if not self.out.is_terminal:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         progress = Progress(
-            "[progress.description]{task.description}",
+            TextColumn("[progress.description]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
+            _TimeLeft(),
             console=self.out,
             transient=False,
         )
         progress.start()
-        self._progress = progress
+        self._progress: Any = progress
+        redirect_logging()  # rich's stand-in for stderr: log lines print above the bars
 
         def factory(description: str, total: int | None) -> Callable[[int], None]:
-            # The description is rendered as markup by the column: escape the data.
-            task = progress.add_task(escape(description), total=total)
-            return lambda n: progress.advance(task, n)
+            task = progress.add_task(
+                description, total=total, count=_count_text(0, total), rate=""
+            )
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+                state = progress.tasks[task]
+                speed = state.speed
+                progress.update(
+                    task,
+                    count=_count_text(int(state.completed), total),
+                    rate=f"{speed:,.0f}/s" if speed else "",
+                )
+
+            return advance
 
         return factory
+
+    def summary(self, rows: list[tuple[str, str, str]]) -> None:
+        """The results of a run: one table on a terminal, else one line per row
+        (``import demo: 50 new, ...``, stable for scripts)."""
+        if not self.out.is_terminal:
+            for phase, name, text in rows:
+                self.out.print(f"{phase} {name}: {text}", markup=False)
+            return
+        table = Table("phase", "name", "result", title="summary", title_justify="left")
+        for phase, name, text in rows:
+            table.add_row(*_cells(phase, name, text))
+        self.out.print(table)
 
     def stop_progress(self) -> None:
         progress = getattr(self, "_progress", None)
         if progress is not None:
             progress.stop()
+            redirect_logging(sys.stderr)
+            self._progress = None
 
 
 def exit_code(summaries: Iterable[Any]) -> int:
@@ -225,9 +265,72 @@ def _cells(*values: object) -> list[Text]:
     return [Text(str(v)) for v in values]
 
 
+class _TimeLeft(ProgressColumn):
+    """``ETA 0:01:23`` for a phase with a known total; nothing for one without."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._remaining = TimeRemainingColumn()
+
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text("ETA ") + self._remaining.render(task)
+
+
+def _count_text(done: int, total: int | None) -> str:
+    return f"{done:,} of {total:,}" if total is not None else f"{done:,}"
+
+
 def fail(message: str, code: int = EXIT_USAGE, prefix: str = "error: ") -> NoReturn:
     click.echo(f"{prefix}{message}", err=True)
     sys.exit(code)
+
+
+def config_invalid(problems: list[str], file: Path | None = None) -> NoReturn:
+    """Report a configuration or set-up problem once, and exit 2.
+
+    With JSON logs (systemd, pipes) it is one ``config.invalid`` event; on a
+    terminal it is the problems as text (not a log line repeating them).
+    """
+    if logs_are_json():
+        fields: dict[str, Any] = {"problems": problems}
+        if file is not None:
+            fields["file"] = str(file)
+        get_logger().error("config.invalid", **fields)
+        sys.exit(EXIT_USAGE)
+    fail("\n".join(problems), prefix="configuration error:\n")
+
+
+BUG_TRACKER = "https://github.com/invoicesync/invoicesync/issues"
+
+
+def internal_error(exc: BaseException) -> NoReturn:
+    """An unexpected exception: a bug. One event (traceback in a field), exit 1."""
+    tb = "".join(traceback.format_exception(exc))
+    message = (
+        f"internal error: {type(exc).__name__}: {exc}. This is a bug in invoicesync or a "
+        f"plugin; please report it at {BUG_TRACKER} with the traceback"
+    )
+    if logs_are_json():
+        get_logger().error(
+            "internal.error", error=f"{type(exc).__name__}: {exc}", message=message, traceback=tb
+        )
+    else:
+        click.echo(tb.rstrip() + "\n\n" + message, err=True)
+    sys.exit(EXIT_FAILED)
+
+
+class _Main(click.Group):
+    """The command group; any exception a command does not handle is a bug, reported once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # the last line of defence: a bug
+            internal_error(exc)
 
 
 def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -248,8 +351,11 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return parsed
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="invoicesync")
+@click.group(
+    cls=_Main,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "-V", "--version", prog_name="invoicesync")
 @click.option(
     "--config",
     "config",
@@ -541,35 +647,33 @@ def sync(
             )
         finally:
             app.stop_progress()
+    rows: list[tuple[str, str, str]] = []
     for imp in result.imports:
         if imp.busy:
-            app.out.print(
-                f"import {imp.source}: skipped — {imp.busy}{_busy_hint(lock_wait)}", markup=False
-            )
+            rows.append(("import", imp.source, f"skipped — {imp.busy}{_busy_hint(lock_wait)}"))
             continue
         c = imp.counts
-        app.out.print(
-            f"import {imp.source}: {c['new']} new, {c['new_revision']} changed, "
-            f"{c['failed']} failed" + (f" — error: {imp.error}" if imp.error else ""),
-            markup=False,
+        rows.append(
+            (
+                "import",
+                imp.source,
+                f"{c['new']} new, {c['new_revision']} changed, {c['failed']} failed"
+                + (f" — error: {imp.error}" if imp.error else ""),
+            )
         )
     for exp in result.exports:
         if exp.busy:
-            app.out.print(
-                f"export {exp.account}: skipped — {exp.busy}{_busy_hint(lock_wait)}", markup=False
-            )
+            rows.append(("export", exp.account, f"skipped — {exp.busy}{_busy_hint(lock_wait)}"))
             continue
         c = exp.counts
         done = f"{c['planned']} would be exported" if dry_run else f"{c['exported']} exported"
-        line = (
-            f"export {exp.account}: {done}, {c['failed']} failed, {c['rejected']} rejected, "
-            f"{c['excluded']} excluded"
-        )
+        line = f"{done}, {c['failed']} failed, {c['rejected']} rejected, {c['excluded']} excluded"
         if exp.excluded_by:
             line += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(exp.excluded_by.items())) + ")"
         if exp.error:
             line += f" — error: {exp.error}"
-        app.out.print(line, markup=False)
+        rows.append(("export", exp.account, line))
+    app.summary(rows)
     sys.exit(exit_code([*result.imports, *result.exports]))
 
 
@@ -683,7 +787,7 @@ def status(app: AppContext, account: str | None, as_json: bool, show_sources: bo
         )
     if as_json:
         items = sources if show_sources else rows
-        click.echo(json.dumps([r.as_dict() for r in items], indent=2, default=str))
+        click.echo(json.dumps([r.as_dict() for r in items], indent=2, default=_json_value))
         return
     if not show_sources:
         table = Table(
@@ -779,10 +883,19 @@ def documents(
         _known((account,), [a.id for a in accounts], "export account")
         accounts = [a for a in accounts if a.id == account]
     with app.runtime(read_only=True) as rt:
-        rows = document_states(rt, accounts, state, limit, duplicates_only=duplicates)
+        rows, matched = document_states(
+            rt, accounts, state, limit, duplicates_only=duplicates
+        )
+        more = (
+            f"{len(rows):,} of {matched:,} documents shown (use --limit 0 for all)"
+            if len(rows) < matched
+            else None
+        )
         if as_json:
             for row in rows:
-                click.echo(json.dumps(row, default=str))
+                click.echo(json.dumps(row, default=_json_value))
+            if more:
+                click.echo(more, err=True)  # stdout stays one JSON object per line
             return
         if provenance:
             for row in rows:
@@ -809,6 +922,46 @@ def documents(
                 )
             )
         app.out.print(table)
+        if more:
+            app.out.print(more, markup=False)
+
+
+@main.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def backup(app: AppContext, path: Path) -> None:
+    """Copy the state (catalog, content, connectors' cursors) into the new folder PATH.
+
+    Safe while `invoicesync run` or a sync is working: the SQLite catalog is
+    copied with SQLite's online backup API (a consistent snapshot), then the
+    content blobs. To restore, stop the daemon and copy PATH's contents into an
+    empty state folder. A PostgreSQL catalog is backed up with pg_dump
+    instead; see docs/operations.md.
+    """
+    from invoicesync.daemon.storage.backup import BackupError, backup_state
+    from invoicesync.daemon.storage.database import database_url
+
+    cfg = app.loaded.config
+    state = Path(cfg.state)
+    blobs: Path | None = None
+    if cfg.blobs is not None:
+        remote = "://" in cfg.blobs and not cfg.blobs.startswith("file://")
+        blobs = Path() if remote else Path(cfg.blobs.removeprefix("file://"))
+    try:
+        summary = backup_state(state, database_url(state, cfg.database), path, blobs)
+    except BackupError as exc:
+        fail(str(exc))
+    if blobs == Path():
+        click.echo(
+            f"note: the content is in {cfg.blobs}, which this backup does not copy; "
+            "back it up with that store's own means (e.g. bucket versioning)",
+            err=True,
+        )
+    app.out.print(
+        f"backed up {state} to {summary.path}: catalog {summary.catalog_bytes:,} bytes, "
+        f"{summary.blobs:,} content file(s), {summary.blob_bytes:,} bytes",
+        markup=False,
+    )
 
 
 # -- configuration and plugins ----------------------------------------------------------
@@ -856,19 +1009,54 @@ def check_config(app: AppContext, connect: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def plugins(app: AppContext, as_json: bool) -> None:
-    """Installed plugins and the connector types, checks and extractors each adds."""
-    infos = app.registry.plugins
+    """Installed plugins and the connector types, checks and extractors each adds.
+
+    A connector whose optional Python package is missing is marked with what
+    installs it (e.g. `sftp (needs: pip install 'invoicesync[sftp]')`); a
+    configuration using it is invalid until then.
+    """
+    from invoicesync.daemon.extras import missing_requirements
+
+    registry = app.registry
+    needs: dict[str, str] = {}
+    for kind, types in (("source", registry.sources), ("target", registry.targets)):
+        for name, cls in types.items():
+            missing = missing_requirements(cls)
+            if missing:
+                needs[f"{kind}:{name}"] = "pip install " + " ".join(
+                    sorted({f"'{hint}'" for hint in missing.values()})
+                )
     if as_json:
-        click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        out = []
+        for info in registry.plugins:
+            row = info.as_dict()
+            row["missing"] = {
+                key.split(":", 1)[1]: hint
+                for key, hint in needs.items()
+                if key.split(":", 1)[1]
+                in (info.sources if key.startswith("source:") else info.targets)
+            }
+            out.append(row)
+        click.echo(json.dumps(out, indent=2))
         return
+
+    def listing(kind: str, names: list[str]) -> str:
+        return (
+            ", ".join(
+                name + (f" (needs: {needs[f'{kind}:{name}']})" if f"{kind}:{name}" in needs else "")
+                for name in names
+            )
+            or "-"
+        )
+
     table = Table("plugin", "version", "sources", "targets", "checks", "extractors")
-    for info in infos:
+    for info in registry.plugins:
         table.add_row(
             *_cells(
                 info.name + (" (built-in)" if info.builtin else ""),
                 info.version or __version__,
-                ", ".join(info.sources) or "-",
-                ", ".join(info.targets) or "-",
+                listing("source", info.sources),
+                listing("target", info.targets),
                 ", ".join(info.checks) or "-",
                 ", ".join(info.extractors) or "-",
             )
@@ -976,26 +1164,42 @@ def secret() -> None:
 )
 @click.argument("name")
 def secret_set(name: str, allow_insecure_keyring: bool) -> None:
-    """Prompt for a secret (not echoed) and store it in the keyring as NAME.
+    """Store a secret in the keyring as NAME: typed at a prompt (not echoed), or piped in.
 
+    On a terminal it asks twice; otherwise it reads standard input (one
+    trailing newline is dropped), so scripts can do
+    `printf %s "$PW" | invoicesync secret set NAME`.
     A keyring backend that keeps secrets in a plain-text file is refused unless
-    --allow-insecure-keyring is given.
+    --allow-insecure-keyring is given; with no keyring backend at all it fails
+    at once, before asking.
     """
     from invoicesync.daemon.config.secrets import (
         SecretError,
         insecure_keyring_backend,
+        keyring_available,
         refuse_insecure_keyring,
         set_secret,
     )
 
+    # Refuse before prompting: nobody should type a secret for nothing.
+    if not keyring_available():
+        fail(
+            f"cannot store secret {name!r}: no keyring backend on this machine (typical "
+            "for a headless server); use env:VAR or credential:NAME in the configuration "
+            "instead (see docs/secrets.md)"
+        )
     insecure = insecure_keyring_backend()
     if not allow_insecure_keyring:
-        # Refuse before prompting: nobody should type a secret for nothing.
         try:
             refuse_insecure_keyring(name)
         except SecretError as exc:
             fail(str(exc))
-    value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    if sys.stdin.isatty():
+        value = click.prompt(f"Secret for {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        value = sys.stdin.read()
+        value = value[:-1] if value.endswith("\n") else value
+        value = value[:-1] if value.endswith("\r") else value
     if insecure:
         click.echo(
             f"warning: the keyring backend {insecure} stores {name!r} in PLAIN TEXT "
@@ -1020,6 +1224,13 @@ def secret_delete(name: str) -> None:
     except SecretError as exc:
         fail(str(exc))
     click.echo(f"deleted {name}")
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for what json cannot encode: timestamps and dates in ISO 8601 (with ``T``)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
 
 
 def _known(given: tuple[str, ...] | list[str], known: list[str], what: str) -> None:

@@ -27,6 +27,20 @@ _LEVELS = {
 # resolved (a reload may add more; old ones stay masked, which is harmless).
 _redactor = SecretRedactor()
 _secrets: set[str] = set()
+_json = False
+_settings = ("auto", "info")
+
+
+def redirect_logging(stream: TextIO | None = None) -> None:
+    """Write log events to ``stream`` from now on (default: the current
+    ``sys.stderr``), keeping format and level: while a progress bar is shown,
+    rich's stand-in for stderr prints them above the bar."""
+    configure_logging(*_settings, stream=stream)
+
+
+def logs_are_json() -> bool:
+    """Whether log events go out as JSON lines (then they, not prose, carry errors)."""
+    return _json
 
 
 def redact(text: str) -> str:
@@ -95,17 +109,26 @@ def register_secrets(values: Iterable[str]) -> None:
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog for the whole process (idempotent)."""
+    global _json, _settings
+    _settings = (fmt, level)
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    _json = use_json
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if use_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    quiet: list[Any] = []
+    if not use_json and stream.isatty() and level != "debug":
+        # A person watching a terminal gets a progress bar, not two lines per
+        # document; JSON (journal, pipes, files) keeps every event.
+        quiet.append(_per_document_at_debug)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            *quiet,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _redactor,
@@ -116,6 +139,16 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+
+
+PER_DOCUMENT_EVENTS = frozenset({"document.imported", "document.exported"})
+"""Info events logged once per document; on a terminal they show only at debug level."""
+
+
+def _per_document_at_debug(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("level") == "info" and event.get("event") in PER_DOCUMENT_EVENTS:
+        raise structlog.DropEvent
+    return event
 
 
 def get_logger(**bound: Any) -> Any:

@@ -141,14 +141,19 @@ def document_states(
     state: str | None,
     limit: int,
     duplicates_only: bool = False,
-) -> list[dict[str, Any]]:
-    """Documents with their state per account: a ledger state, else pending/excluded."""
+) -> tuple[list[dict[str, Any]], int]:
+    """Documents with their state per account (a ledger state, else pending/excluded),
+    at most ``limit`` of them (0: all), and how many match in all."""
     from invoicesync.daemon.storage.schema import documents
 
     now = rt.clock.now()
     rows: list[dict[str, Any]] = []
+    matched = 0
     where = documents.c.duplicate_of.is_not(None) if duplicates_only else None
     for doc in rt.catalog.iter_documents(where):
+        if limit and matched >= limit and state is None and where is None:
+            # Without a filter every document matches: count in SQL.
+            return rows, rt.catalog.count()
         per_account: dict[str, str] = {}
         for account in accounts:
             entry = rt.ledger.entry(account.id, doc.id)
@@ -161,12 +166,13 @@ def document_states(
                 per_account[account.id] = "pending" if accepted else "excluded"
         if state is not None and state not in per_account.values():
             continue
+        matched += 1
+        if limit and len(rows) >= limit:
+            continue  # only counted
         row = doc.model_dump(mode="json")
         row["accounts"] = per_account
         rows.append(row)
-        if limit and len(rows) >= limit:
-            break
-    return rows
+    return rows, matched
 
 
 @dataclass(frozen=True)

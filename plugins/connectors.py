@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +92,11 @@ class _Connector(ABC, Generic[OptionsT]):
     """The pydantic model that validates ``options:``."""
     description: ClassVar[str] = ""
     """One line for ``invoicesync plugins``."""
+    requires: ClassVar[Mapping[str, str]] = {}
+    """Python modules the connector imports lazily, each with what installs it,
+    e.g. ``{"paramiko": "invoicesync[sftp]"}`` (API 1.2). A configuration using
+    the connector without them is invalid ("pip install ..."), and ``invoicesync
+    plugins`` marks the connector as needing them."""
 
     def __init__(self, id: str, options: OptionsT, context: ConnectorContext) -> None:
         self.id = id

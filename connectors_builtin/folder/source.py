@@ -53,7 +53,7 @@ import stat
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from invoicesync.plugins import (
     ConnectorError,
@@ -67,7 +67,7 @@ from invoicesync.plugins import (
     TransientError,
     WatchSpec,
 )
-from pydantic import Field, field_validator
+from pydantic import Field, WithJsonSchema, field_validator
 
 from .handles import (
     SYMLINK_ERRNOS,
@@ -108,7 +108,18 @@ class FolderSourceOptions(ConnectorOptions):
         description="Company id for documents whose sidecar names none.",
     )
     recursive: bool = Field(default=True, description="Also import files in sub-folders.")
-    stable_for: float = Field(
+    stable_for: Annotated[
+        float,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "number", "minimum": 0},
+                    {"type": "string", "pattern": _DURATION.pattern},
+                ],
+                "examples": ["30s", "2m", 0],
+            }
+        ),
+    ] = Field(
         default=0,
         ge=0,
         description=(

@@ -395,8 +395,28 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+# A server's HTML error page, which rclone quotes verbatim into its message.
+_HTML_PAGE = re.compile(r"<(?:!DOCTYPE|html|head|body)\b.*?(?:</html>|$)", re.I | re.S)
+_HTML_TITLE = re.compile(r"<(title|h1)\b[^>]*>(.*?)</\1>", re.I | re.S)
+_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,300}>")
+
+
+def _without_html(text: str) -> str:
+    """Replace an HTML error page in ``text`` by its title: the reason, not the markup."""
+
+    def title(match: re.Match[str]) -> str:
+        found = _HTML_TITLE.search(match.group(0))
+        heading = " ".join(_HTML_TAG.sub(" ", found.group(2)).split()) if found else ""
+        return f"(server error page: {heading})" if heading else "(server error page)"
+
+    text = _HTML_PAGE.sub(title, text)
+    return _HTML_TAG.sub(" ", text)
+
+
 def _detail(output: str) -> str:
+    output = _without_html(output)
     lines = [_LOG_PREFIX.sub("", line).strip() for line in output.splitlines()]
+    lines = [" ".join(line.split()) for line in lines]
     lines = [line for line in lines if line and not line.startswith(("INFO", "DEBUG"))]
     return short_reason(" | ".join(lines[-3:]), 500)
 

@@ -10,12 +10,11 @@ duplicate version and the remote reference stays the same.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 from invoicesync.plugins import (
@@ -133,10 +132,6 @@ class S3Options(ConnectorOptions):
             raise ValueError("give both access_key_id and secret_access_key, or neither")
         if self.kms_key_id and self.sse != "aws:kms":
             raise ValueError("kms_key_id needs sse: aws:kms")
-        if importlib.util.find_spec("boto3") is None:
-            # Said at configuration time, with the file and line, rather than
-            # at the first export.
-            raise ValueError("the s3 target needs boto3: pip install 'invoicesync[s3]'")
         return self
 
 
@@ -146,6 +141,7 @@ class S3Target(Target[S3Options]):
     type_name = "s3"
     Options = S3Options
     description = "S3 bucket (AWS, MinIO, Wasabi, Hetzner and other S3-compatible stores)"
+    requires: ClassVar[dict[str, str]] = {"boto3": "invoicesync[s3]"}
 
     def __init__(self, id: str, options: S3Options, context: ConnectorContext) -> None:
         super().__init__(id, options, context)

@@ -36,7 +36,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from invoicesync.plugins import (
     CONTROL_CHARACTERS,
@@ -196,6 +196,7 @@ class SftpTarget(Target[SftpOptions]):
     type_name = "sftp"
     Options = SftpOptions
     description = "SSH file server over SFTP (known_hosts checked, atomic replace)"
+    requires: ClassVar[dict[str, str]] = {"paramiko": "invoicesync[sftp]"}
 
     def __init__(self, id: str, options: SftpOptions, context: Any) -> None:
         super().__init__(id, options, context)

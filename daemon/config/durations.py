@@ -17,12 +17,13 @@ date arithmetic with it (next run, retry back-off, a wait) would overflow."""
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"15m"`` -> 15 minutes. Numbers are seconds. Raises ValueError otherwise."""
+    """``"15m"`` -> 15 minutes. A bare number (no unit) is refused; so is anything else."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 15m, 1h or 1d")
-    if isinstance(value, int | float):
+    bare = isinstance(value, int | float)
+    if bare:
         seconds = float(value)
     else:
         match = _DURATION.match(str(value))
@@ -35,6 +36,12 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError("a duration cannot be negative")
     if seconds > MAX_DAYS * 86400:
         raise ValueError(f"a duration cannot be longer than {MAX_DAYS}d (100 years)")
+    if bare:
+        # `every: 15` would silently mean 15 seconds where 15 minutes was
+        # likely meant: a duration in the configuration always has a unit.
+        raise ValueError(
+            f"{value!r} has no unit: write {value:g}s, {value:g}m, {value:g}h or {value:g}d"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -59,4 +66,4 @@ Duration = Annotated[
         }
     ),
 ]
-"""A pydantic field type accepting ``30s``/``15m``/``1h``/``1d`` (or seconds)."""
+"""A pydantic field type accepting ``30s``/``15m``/``1h``/``1d`` (a string with a unit)."""

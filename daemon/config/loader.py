@@ -9,17 +9,21 @@ the offending value. Errors read like::
 
 from __future__ import annotations
 
+import difflib
 import os
+import types as pytypes
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
+from invoicesync.daemon.extras import install_hint
 from invoicesync.daemon.plugin_host import PluginRegistry
 from invoicesync.plugins.errors import ConfigurationError
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .models import Config
@@ -126,21 +130,135 @@ def _clean_loc(loc: Sequence[str | int]) -> Loc:
     return tuple(p for p in loc if isinstance(p, int) or ("[" not in p and "(" not in p))
 
 
-def _message(error: Any) -> str:
+def _models_in(tp: Any) -> list[Any]:
+    """The types a field annotation may hold: ``X | None``, ``Annotated[X, ...]`` -> [X]."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _models_in(get_args(tp)[0])
+    if origin is Union or origin is pytypes.UnionType:
+        return [m for arg in get_args(tp) for m in _models_in(arg)]
+    return [tp]
+
+
+def keys_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys the mapping at ``loc`` (below ``model``) may have; [] when unknown."""
+    current: list[Any] = [model]
+    for part in loc:
+        following: list[Any] = []
+        for tp in current:
+            if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
+                field = tp.model_fields.get(part)
+                if field is not None:
+                    following += _models_in(field.annotation)
+            elif isinstance(part, int) and get_origin(tp) in (list, tuple):
+                following += [m for arg in get_args(tp) for m in _models_in(arg)]
+        current = following
+    return sorted(
+        {
+            field.alias or name
+            for tp in current
+            if isinstance(tp, type) and issubclass(tp, BaseModel)
+            for name, field in tp.model_fields.items()
+        }
+    )
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'acme'?)`` for a close match, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _message(error: Any, model: type[BaseModel] | None, loc: Loc) -> str:
     msg = str(error["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if error["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling; see `invoicesync config-schema`)"
+        keys = keys_at(model, loc[:-1]) if model is not None and loc else []
+        hint = did_you_mean(str(loc[-1]), keys) if loc else ""
+        if hint:
+            msg = f"unknown key{hint}"
+        elif keys:
+            msg = f"unknown key; allowed here: {', '.join(keys)}"
+        else:
+            msg = "unknown key (check the spelling; see `invoicesync config-schema`)"
+    elif error["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        # pydantic names its own classes ("instance of TagsConfig"); users wrote YAML.
+        msg = f"expected a mapping (key: value pairs), got {_yaml_kind(error.get('input'))}"
     return msg
 
 
-def problems_from(exc: ValidationError, file: Path, tree: Any, prefix: Loc = ()) -> list[Problem]:
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if value is None:
+        return "nothing (an empty value)"
+    return f"{value!r}"
+
+
+def problems_from(
+    exc: ValidationError,
+    file: Path,
+    tree: Any,
+    prefix: Loc = (),
+    model: type[BaseModel] | None = None,
+) -> list[Problem]:
+    """One Problem per pydantic error; ``model`` (validated at ``prefix``) names allowed keys."""
     result = []
     for error in exc.errors():
-        loc = prefix + _clean_loc(error["loc"])
-        result.append(Problem(file, line_of(tree, loc), format_loc(loc), _message(error)))
+        own = _clean_loc(error["loc"])
+        loc = prefix + own
+        result.append(
+            Problem(file, line_of(tree, loc), format_loc(loc), _message(error, model, own))
+        )
     return result
+
+
+class _BadValue(ConstructorError):
+    """A well-formed YAML scalar whose value is impossible (reported without "invalid YAML")."""
+
+
+class _Constructor(RoundTripConstructor):
+    """ruamel's round-trip constructor, with impossible calendar dates as YAML errors.
+
+    ``2025-13-01`` matches YAML's timestamp pattern, so ruamel builds a ``date``
+    from it and Python's ``ValueError`` escapes without a line number.
+    """
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError as exc:
+            raise _BadValue(
+                None, None, f"{node.value} is not a valid date ({exc})", node.start_mark
+            ) from None
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
+_INDENT_SYMPTOMS = (
+    "expected <block end>",
+    "mapping values are not allowed here",
+    "could not find expected ':'",
+    "found character '\\t'",
+    "did not find expected key",
+)
+
+
+def _indent_hint(message: str) -> str:
+    """The parser's words for a misaligned line say nothing about indentation; add it."""
+    if not any(symptom in message for symptom in _INDENT_SYMPTOMS):
+        return ""
+    if "\\t" in message:
+        return " (hint: indent with spaces; YAML does not allow tabs)"
+    return (
+        " (hint: check the indentation of this line and the one above; the keys of one "
+        "mapping must start in the same column, indented with spaces; quote a value "
+        'that contains ": ")'
+    )
 
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -242,6 +360,7 @@ def read_yaml(path: Path) -> Any:
     """
     text = _read_text(path)
     yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
     try:
         check_yaml_limits(path, text)
         return yaml.load(text)
@@ -249,7 +368,9 @@ def read_yaml(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise ConfigError([Problem(path, line, "", f"invalid YAML: {what}")]) from None
+        if not isinstance(exc, _BadValue):
+            what = f"invalid YAML: {what}{_indent_hint(what)}"
+        raise ConfigError([Problem(path, line, "", what)]) from None
     except YAMLError as exc:
         raise ConfigError([Problem(path, None, "", f"invalid YAML: {exc}")]) from None
 
@@ -272,6 +393,66 @@ def _ids(data: dict[str, Any], section: str) -> set[str]:
     return {i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)}
 
 
+def _duplicate_ids(tree: Any, path: Path) -> list[Problem]:
+    """Ids used twice, reported at the second use (the model alone only knows the section)."""
+    problems = []
+    for section in ("companies", "sources", "exports"):
+        items = tree.get(section)
+        if not isinstance(items, list):
+            continue
+        first: dict[Any, int] = {}
+        for index, item in enumerate(items):
+            ident = item.get("id") if isinstance(item, dict) else None
+            if ident is None or not isinstance(ident, str | int):
+                continue
+            loc: Loc = (section, index, "id")
+            if ident in first:
+                problems.append(
+                    Problem(
+                        path,
+                        line_of(tree, loc),
+                        format_loc(loc),
+                        f"id {ident!r} is used twice (first at line {first[ident]})",
+                    )
+                )
+            else:
+                first[ident] = line_of(tree, loc) or 0
+    return problems
+
+
+def _unknown_companies(
+    config: Config, source_options: dict[str, BaseModel], path: Path, tree: Any
+) -> list[Problem]:
+    """A source's ``company`` option or ``assign_company`` rule naming no declared profile.
+
+    Such a typo would otherwise pass and file every document under a company no
+    restriction or template expects.
+    """
+    declared = [c.id for c in config.companies]
+    problems = []
+    for index, source in enumerate(config.sources):
+        named: list[tuple[Loc, str]] = []
+        company = getattr(source_options.get(source.id), "company", None)
+        if isinstance(company, str):
+            named.append((("sources", index, "options", "company"), company))
+        for r, rule in enumerate(source.assign_company):
+            named.append((("sources", index, "assign_company", r, "company"), rule.company))
+        for loc, ident in named:
+            if ident in declared:
+                continue
+            listing = ", ".join(declared) if declared else "none are declared under `companies:`"
+            problems.append(
+                Problem(
+                    path,
+                    line_of(tree, loc),
+                    format_loc(loc),
+                    f"unknown company id {ident!r}{did_you_mean(ident, declared)}; "
+                    f"declared: {listing}",
+                )
+            )
+    return problems
+
+
 def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
     """Read, validate and resolve ``path``; raise ConfigError listing every problem."""
     from .secrets import (
@@ -288,6 +469,9 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
         tree = CommentedMap()
     if not isinstance(tree, dict):
         raise ConfigError([Problem(path, 1, "", "expected a mapping at the top level")])
+    duplicates = _duplicate_ids(tree, path)
+    if duplicates:
+        raise ConfigError(duplicates)
     raw = to_plain(tree)
     context = {
         "base_dir": base_dir,
@@ -298,7 +482,7 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
     try:
         config = Config.model_validate(raw, context=context)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc, path, tree)) from None
+        raise ConfigError(problems_from(exc, path, tree, model=Config)) from None
 
     problems: list[Problem] = []
     warnings: list[str] = []
@@ -344,6 +528,11 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
                 )
             )
             continue
+        missing = install_hint(connector, kind)
+        if missing is not None:
+            loc = (section, index, "type")
+            problems.append(Problem(path, line_of(tree, loc), format_loc(loc), missing))
+            continue
         try:
             options, found = resolve_secret_refs(entry["options"])
         except SecretError as exc:
@@ -379,7 +568,10 @@ def load_config(path: Path, registry: PluginRegistry) -> LoadedConfig:
         try:
             out[ident] = connector.Options.model_validate(options, context={"base_dir": base_dir})
         except ValidationError as exc:
-            problems += problems_from(exc, path, tree, (section, index, "options"))
+            problems += problems_from(
+                exc, path, tree, (section, index, "options"), model=connector.Options
+            )
+    problems += _unknown_companies(config, source_options, path, tree)
     http_auth = None
     http = config.daemon.http
     if http is not None and http.auth is not None:

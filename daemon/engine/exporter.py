@@ -32,7 +32,7 @@ from invoicesync.plugins.models import Document
 from .bookkeeping import RunBook, RunOutcome
 from .failures import report_connector_error
 from .locks import Busy
-from .plan import Action, ActionKind, name_choices, plan
+from .plan import Action, ActionKind, name_choices, plan, pushed_exclusions
 from .runtime import Runtime
 
 #: After this many documents in a row failed with transient errors the run
@@ -367,6 +367,11 @@ def _run_export(
     try:
         target = rt.make_target(account)
         run = _AccountRun(rt, account, summary, target, on_plan, now)
+        if not rt.dry_run:
+            # What SQL drops is never loaded; count it like a dry run does.
+            pushed = pushed_exclusions(rt, account, now)
+            summary.excluded_by.update(pushed)
+            summary.counts["excluded"] += sum(pushed.values())
         actions = plan(rt, account, now, target.sanitize_component)
         if account.concurrency <= 1 or rt.dry_run:
             for action in actions:

@@ -24,8 +24,14 @@ from invoicesync.daemon.naming import (
     with_suffix_before_extension,
 )
 from invoicesync.daemon.restrictions import Evaluator
-from invoicesync.daemon.storage.candidates import Candidate, candidates
+from invoicesync.daemon.storage.candidates import (
+    Candidate,
+    candidates,
+    count_candidates,
+    count_failing,
+)
 from invoicesync.daemon.storage.ledger import LedgerState
+from invoicesync.daemon.storage.schema import documents
 from invoicesync.plugins.models import Document
 
 from .runtime import Runtime
@@ -34,10 +40,12 @@ __all__ = [
     "Action",
     "ActionKind",
     "Planner",
+    "account_candidate_count",
     "account_candidates",
     "action_reason",
     "name_choices",
     "plan",
+    "pushed_exclusions",
 ]
 
 
@@ -144,6 +152,35 @@ def account_candidates(rt: Runtime, account: ExportConfig, now: datetime) -> Ite
         now,
         include_changed=account.on_update is OnUpdate.EXPORT,
         restrict=restrict,
+    )
+
+
+def account_candidate_count(rt: Runtime, account: ExportConfig, now: datetime) -> int:
+    """How many candidates :func:`account_candidates` yields (a progress bar's total)."""
+    evaluator = rt.evaluators[account.id]
+    restrict = None if rt.dry_run else (lambda table: evaluator.sql_filter(table, now))
+    return count_candidates(
+        rt.engine,
+        account.id,
+        now,
+        include_changed=account.on_update is OnUpdate.EXPORT,
+        restrict=restrict,
+    )
+
+
+def pushed_exclusions(rt: Runtime, account: ExportConfig, now: datetime) -> dict[str, int]:
+    """The candidates a real run's SQL pre-filter drops, per deciding check.
+
+    Exactly what a dry run counts for them by evaluating each: the SQL checks
+    come first in evaluation order, so the first clause a document fails is
+    its deciding check.
+    """
+    return count_failing(
+        rt.engine,
+        account.id,
+        now,
+        rt.evaluators[account.id].sql_filters(documents, now),
+        include_changed=account.on_update is OnUpdate.EXPORT,
     )
 
 

@@ -44,6 +44,7 @@ from invoicesync.daemon.storage.runs import RunLog
 from invoicesync.daemon.storage.schema_guard import guard
 from invoicesync.daemon.storage.scratch import postgres_scratch_copy
 from invoicesync.plugins.connectors import ConnectorContext, Source, Target
+from invoicesync.plugins.errors import ConfigurationError
 
 from .clock import Clock
 from .extraction import ExtractionStage
@@ -228,9 +229,18 @@ def open_runtime(
         return Runtime(loaded, registry, clock, engine, blobs, _scratch=scratch)
     # Before anything creates it as a side effect (the blob store's folder):
     # the state folder is 0700 whatever the umask.
-    make_private_dir(state)
-    blobs = open_blob_store(config.blobs, state)
-    engine = open_database(state, config.database, blobs=blobs)
+    try:
+        make_private_dir(state)
+        blobs = open_blob_store(config.blobs, state)
+        engine = open_database(state, config.database, blobs=blobs)
+    except OSError as exc:
+        # A read-only or missing folder is a problem of the set-up, not a bug:
+        # say which folder and how to choose another (no traceback, exit 2).
+        raise ConfigurationError(
+            f"state folder {state}: {exc.strerror or exc}; set `state:` in the configuration "
+            "to a writable folder, or leave it out to use $STATE_DIRECTORY (systemd) or "
+            "$XDG_STATE_HOME/invoicesync"
+        ) from exc
     return Runtime(loaded, registry, clock, engine, blobs)
 
 

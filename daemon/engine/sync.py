@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .exporter import ExportSummary, PlannedExport, run_export
 from .importer import ImportSummary, run_import
+from .plan import account_candidate_count
 from .runtime import Runtime
 
 ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
@@ -49,7 +50,10 @@ def export(
     for account in accounts:
         if rt.stop.is_set():
             break
-        advance = progress(f"export {account.id}", None) if progress else None
+        advance = None
+        if progress is not None:
+            total = account_candidate_count(rt, account, rt.clock.now())
+            advance = progress(f"export {account.id}", total)
         results.append(run_export(rt, account, on_plan=on_plan, progress=advance))
     return results
 

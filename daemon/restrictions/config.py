@@ -18,6 +18,7 @@ what was expected, so the configuration loader can report file, line and path.
 
 from __future__ import annotations
 
+import difflib
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
@@ -256,9 +257,11 @@ class AttributesConfig(BaseModel):
             check = checks.get(key)
             if check is None:
                 known = sorted({*BUILTIN_ATTRIBUTES, *checks})
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
                 _raise_at(
                     (key,),
-                    f"unknown attribute check {key!r}; known: {', '.join(known)}",
+                    f"unknown attribute check {key!r}{hint}; known: {', '.join(known)}",
                     value,
                 )
                 continue  # pragma: no cover - _raise_at raised

@@ -369,7 +369,21 @@ class Evaluator:
         dialect-neutral Core and uses the indexed ``source``, ``company``,
         ``document_date`` and ``import_date`` columns.
         """
-        clauses: list[sa.ColumnElement[bool]] = []
+        clauses = [clause for _name, clause in self.sql_filters(documents, now)]
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else sa.and_(*clauses)
+
+    def sql_filters(
+        self, documents: sa.Table, now: datetime
+    ) -> list[tuple[str, sa.ColumnElement[bool]]]:
+        """:meth:`sql_filter`'s parts, one per check, named and in evaluation order.
+
+        A document failing the first clause is excluded by that check, as
+        :attr:`Decision.deciding` would say, so excluded documents can be
+        counted per check in SQL without loading them.
+        """
+        clauses: list[tuple[str, sa.ColumnElement[bool]]] = []
         if self._origins is not None:
             clause = sql.origins_clause(
                 documents,
@@ -378,19 +392,18 @@ class Evaluator:
                 companies=self._origins.companies,
             )
             if clause is not None:
-                clauses.append(clause)
+                clauses.append((self._origins.name, clause))
         if self._period is not None:
             window = self._clock_for(now).window
             assert window is not None
             if self._period.by_import:
-                clauses.append(sql.import_date_clause(documents, window, self.tz))
+                clause = sql.import_date_clause(documents, window, self.tz)
             else:
-                clauses.append(
-                    sql.document_date_clause(documents, window, missing_ok=self._period.missing_ok)
+                clause = sql.document_date_clause(
+                    documents, window, missing_ok=self._period.missing_ok
                 )
-        if not clauses:
-            return None
-        return clauses[0] if len(clauses) == 1 else sa.and_(*clauses)
+            clauses.append((self._period.name, clause))
+        return clauses
 
 
 class _RuleCheck(Check):

@@ -10,7 +10,7 @@ checks), so excluded documents are never loaded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,7 +21,14 @@ from .catalog import document_from_mapping
 from .ledger import LedgerState
 from .schema import documents, ledger
 
-__all__ = ["BATCH", "Candidate", "DocumentFilter", "candidates"]
+__all__ = [
+    "BATCH",
+    "Candidate",
+    "DocumentFilter",
+    "candidates",
+    "count_candidates",
+    "count_failing",
+]
 
 #: Rows per query: keyset pagination keeps no read transaction open for long.
 BATCH = 500
@@ -42,21 +49,10 @@ class Candidate:
     exported_sha256: str | None
 
 
-def candidates(
-    engine: sa.Engine,
-    account: str,
-    now: datetime,
-    *,
-    include_changed: bool = True,
-    restrict: DocumentFilter | None = None,
-    batch: int = BATCH,
-) -> Iterator[Candidate]:
-    """The candidates of ``account`` at ``now`` in document id order, in batches.
-
-    ``include_changed``: whether exported documents with new content count
-    (``on_update: export``). ``restrict`` adds the caller's filter on the
-    ``documents`` table.
-    """
+def _candidate_query(
+    account: str, now: datetime, include_changed: bool, restrict: DocumentFilter | None
+) -> tuple[sa.FromClause, sa.ColumnElement[bool]]:
+    """The FROM and WHERE of :func:`candidates`."""
     joined = documents.outerjoin(
         ledger, sa.and_(ledger.c.document_id == documents.c.id, ledger.c.account == account)
     )
@@ -79,6 +75,68 @@ def candidates(
     extra = restrict(documents) if restrict is not None else None
     if extra is not None:
         condition = sa.and_(condition, extra)
+    return joined, condition
+
+
+def count_candidates(
+    engine: sa.Engine,
+    account: str,
+    now: datetime,
+    *,
+    include_changed: bool = True,
+    restrict: DocumentFilter | None = None,
+) -> int:
+    """How many documents :func:`candidates` yields with the same arguments."""
+    joined, condition = _candidate_query(account, now, include_changed, restrict)
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(joined).where(condition)
+        return int(conn.execute(query).scalar_one())
+
+
+def count_failing(
+    engine: sa.Engine,
+    account: str,
+    now: datetime,
+    filters: Sequence[tuple[str, sa.ColumnElement[bool]]],
+    *,
+    include_changed: bool = True,
+) -> dict[str, int]:
+    """Per named filter, the candidates whose first failed filter it is, in one query.
+
+    A NULL verdict fails, as it does in a WHERE clause. Used to count what an
+    export run's SQL pre-filter drops without loading those documents.
+    """
+    if not filters:
+        return {}
+    joined, condition = _candidate_query(account, now, include_changed, None)
+    sums = []
+    for i, (_name, clause) in enumerate(filters):
+        fails_here: sa.ColumnElement[int] = sa.case((clause, 0), else_=1)
+        earlier = [c for _n, c in filters[:i]]
+        if earlier:
+            fails_here = sa.case((sa.and_(*earlier), fails_here), else_=0)
+        sums.append(sa.func.coalesce(sa.func.sum(fails_here), 0))
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(*sums).select_from(joined).where(condition)).one()
+    return {name: int(n) for (name, _c), n in zip(filters, row, strict=True) if n}
+
+
+def candidates(
+    engine: sa.Engine,
+    account: str,
+    now: datetime,
+    *,
+    include_changed: bool = True,
+    restrict: DocumentFilter | None = None,
+    batch: int = BATCH,
+) -> Iterator[Candidate]:
+    """The candidates of ``account`` at ``now`` in document id order, in batches.
+
+    ``include_changed``: whether exported documents with new content count
+    (``on_update: export``). ``restrict`` adds the caller's filter on the
+    ``documents`` table.
+    """
+    joined, condition = _candidate_query(account, now, include_changed, restrict)
     columns = [
         *documents.c,
         ledger.c.state.label("ledger_state"),

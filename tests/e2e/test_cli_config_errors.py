@@ -60,7 +60,8 @@ exports:
         ),
         (
             VALID + "  - id: out\n    type: folder\n    options: {path: ./x}\n",
-            r"exports: id 'out' is used twice",
+            # At the duplicate's own line, not line 1.
+            r"invoicesync\.yaml:13: exports\[1\]\.id: id 'out' is used twice \(first at line 9\)",
         ),
     ],
     ids=[

@@ -23,7 +23,7 @@ def test_secret_set_is_used_by_keyring_refs_and_never_printed(tmp_path: Path) ->
     env = keyring_env(tmp_path)
     proc = subprocess.run(
         [*command(), "secret", "set", "--allow-insecure-keyring", "webdav-password"],
-        input=f"{SECRET}\n{SECRET}\n", capture_output=True, text=True, timeout=60,
+        input=f"{SECRET}\n", capture_output=True, text=True, timeout=60,  # a pipe: once
         env={**os.environ, **env},
     )
     assert proc.returncode == 0, proc.stderr
@@ -70,7 +70,7 @@ def test_secret_set_refuses_a_plain_text_keyring(tmp_path: Path) -> None:
 
     opted_in = subprocess.run(
         [*command(), "secret", "set", "--allow-insecure-keyring", "imap-password"],
-        input=f"{SECRET}\n{SECRET}\n", capture_output=True, text=True, timeout=60,
+        input=f"{SECRET}\n", capture_output=True, text=True, timeout=60,  # a pipe: once
         env={**os.environ, **env},
     )
     assert opted_in.returncode == 0, opted_in.stderr

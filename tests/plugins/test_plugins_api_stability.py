@@ -85,6 +85,22 @@ def test_public_names_are_never_removed() -> None:
         assert hasattr(api, name), f"__all__ names {name}, which does not exist"
 
 
+#: Class attributes every connector has, with their API version.
+PUBLISHED_CONNECTOR_ATTRIBUTES = {
+    "type_name": "1.0",
+    "Options": "1.0",
+    "description": "1.0",
+    "requires": "1.2",
+}
+
+
+def test_connector_class_attributes_stay() -> None:
+    for cls in (api.Source, api.Target):
+        for name in PUBLISHED_CONNECTOR_ATTRIBUTES:
+            declared = {n for k in cls.__mro__ for n in getattr(k, "__annotations__", {})}
+            assert name in declared, f"{cls.__name__}.{name}"
+
+
 def test_the_api_version_is_major_dot_minor() -> None:
     major, minor = api.PLUGIN_API_VERSION.split(".")
     assert major == "1" and minor.isdigit()

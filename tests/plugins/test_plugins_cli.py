@@ -84,6 +84,7 @@ def test_plugins_json_lists_an_installed_plugin(
         "targets": ["echo"],
         "checks": [],
         "extractors": [],
+        "missing": {},  # connectors whose `requires` are not installed
     }
     assert plugins["folder"]["builtin"] and plugins["folder"]["targets"] == ["folder"]
 
