@@ -14,12 +14,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from fixtures.daemon_proc import (
-    DaemonProcess,
-    daemon_env_fixture,  # noqa: F401
-    run_cli,
-    write_config,
-)
+from fixtures.daemon_proc import DaemonProcess, run_cli, write_config
 
 COUNT = 12
 

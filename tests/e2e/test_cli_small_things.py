@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.cli import command, run_cli, write_config
-from fixtures.http_faults import (
-    FaultServer,
-    fault_server_fixture,  # noqa: F401
-)
+from fixtures.http_faults import FaultServer
 from helpers import require_program
 
 ROOT = Path(__file__).resolve().parents[2]
