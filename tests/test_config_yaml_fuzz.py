@@ -13,7 +13,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from invoicesync.daemon.config.loader import ConfigError, load_config
 from invoicesync.daemon.plugin_host import PluginRegistry, load_plugins
@@ -100,6 +100,11 @@ def registry() -> PluginRegistry:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(text=documents)
+# Scalars that match YAML's float/int/timestamp patterns but make Python's
+# constructors raise (the first was found by this test in CI).
+@example(text="version: ._\n")
+@example(text="version: 0b_\n")
+@example(text="state: 2025-02-30\n")
 def test_the_loader_answers_every_input_with_a_clear_error(
     tmp_path: Path, registry: PluginRegistry, text: str
 ) -> None:

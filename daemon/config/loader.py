@@ -221,22 +221,39 @@ class _BadValue(ConstructorError):
 
 
 class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor, with impossible calendar dates as YAML errors.
+    """ruamel's round-trip constructor, with impossible scalar values as YAML errors.
 
-    ``2025-13-01`` matches YAML's timestamp pattern, so ruamel builds a ``date``
-    from it and Python's ``ValueError`` escapes without a line number.
+    ``2025-13-01`` matches YAML's timestamp pattern and ``._`` its float pattern,
+    so ruamel builds a ``date`` or ``float`` from them and Python's ``ValueError``
+    escapes without a line number (the loader's fuzz test found the float case).
     """
 
-    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+    def _scalar(self, construct: Any, what: str, node: Any, *args: Any) -> Any:
         try:
-            return super().construct_yaml_timestamp(node, values)
-        except ValueError as exc:
+            return construct(node, *args)
+        # ruamel's int constructor indexes into "0b_" and raises IndexError.
+        except (ValueError, OverflowError, IndexError) as exc:
+            why = "" if isinstance(exc, IndexError) else f" ({exc})"
             raise _BadValue(
-                None, None, f"{node.value} is not a valid date ({exc})", node.start_mark
+                None, None, f"{node.value} is not a valid {what}{why}", node.start_mark
             ) from None
 
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        return self._scalar(super().construct_yaml_timestamp, "date", node, values)
 
-_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+    def construct_yaml_float(self, node: Any) -> Any:
+        return self._scalar(super().construct_yaml_float, "number", node)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        return self._scalar(super().construct_yaml_int, "whole number", node)
+
+
+for _tag, _construct in (
+    ("timestamp", _Constructor.construct_yaml_timestamp),
+    ("float", _Constructor.construct_yaml_float),
+    ("int", _Constructor.construct_yaml_int),
+):
+    _Constructor.add_constructor(f"tag:yaml.org,2002:{_tag}", _construct)
 
 
 _INDENT_SYMPTOMS = (

@@ -66,6 +66,7 @@ def test_sync_and_interrupted_move_on_every_server(
         proxy.go_down_on(b"MOVE")
         failed = run_cli("sync", config=config, env=env, cwd=tmp_path)
         assert failed.returncode == 1, failed.stdout + failed.stderr
+        server.settled(local)
         left = [name for name in server.files(local) if name != "a.pdf"]
         assert len(left) == 1, left
         assert left[0].startswith(".invoicesync-") and left[0].endswith(".tmp"), left

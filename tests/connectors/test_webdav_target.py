@@ -162,6 +162,7 @@ def test_connection_dropped_mid_upload_then_retried(
         with pytest.raises(TransientError):
             t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
         assert proxy.cuts == 1, "the proxy must really have cut the upload"
+        dav.settled(folder[1])
         assert files(folder[1]) == [], "the cut upload must leave no file, temporary or final"
         t.export(item(tmp_path, content, "dropped.pdf", doc=doc))
         t.close()
