@@ -17,12 +17,13 @@ turn an e-invoice into that company's incoming or sales invoice.
 from __future__ import annotations
 
 import mimetypes
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from invoicesync.daemon.config.models import CompanyConfig, SourceConfig
 from invoicesync.daemon.storage.catalog import Derived, ImportOutcome
@@ -48,11 +49,15 @@ class Finding:
     error: str | None = None
 
 
-def _run_isolated(fn: Callable[[], Any], timeout: float, name: str) -> Any:
+def _run_isolated(
+    fn: Callable[[], Any], timeout: float, name: str, done_with: Callable[[], None]
+) -> Any:
     """``fn()`` in a daemon thread; TimeoutError if it overruns ``timeout``.
 
     A thread cannot be killed: an extractor stuck for good keeps its thread,
     but the import goes on and the process can still exit (daemon thread).
+    ``done_with`` runs in that thread once ``fn`` has returned or raised, so
+    what the extractor reads stays open for as long as it may read it.
     """
     box: dict[str, Any] = {}
     done = threading.Event()
@@ -63,6 +68,7 @@ def _run_isolated(fn: Callable[[], Any], timeout: float, name: str) -> Any:
         except BaseException as exc:
             box["error"] = exc
         finally:
+            done_with()
             done.set()
 
     thread = threading.Thread(target=target, name=f"extractor-{name}", daemon=True)
@@ -72,6 +78,22 @@ def _run_isolated(fn: Callable[[], Any], timeout: float, name: str) -> Any:
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def _own_handle(
+    content: bytes | Path | BinaryIO,
+) -> tuple[bytes | Path | BinaryIO, Callable[[], None]]:
+    """The content through a descriptor of the extractor's own, and how to close it.
+
+    An extractor that overruns its timeout is abandoned, not stopped, and may
+    read on after the source has closed its file; the source's descriptor
+    number may by then belong to another file. A duplicate (``os.dup``) that
+    only the extractor's own thread closes can never point elsewhere.
+    """
+    if isinstance(content, bytes | Path):
+        return content, lambda: None
+    own = os.fdopen(os.dup(content.fileno()), "rb", buffering=0)
+    return own, own.close
 
 
 def _norm_vat(value: str) -> str:
@@ -151,15 +173,24 @@ class ExtractionStage:
                 # An in-memory file object: extractors get its bytes.
                 content.seek(0)
                 content = content.read()
-        document = ExtractionInput(item.filename, media_type, content, stated)
         timeout = source_cfg.extract_timeout.total_seconds()
         out: list[Finding] = []
         for extractor in extractors:
             name = extractor.name
+            own, done_with = _own_handle(content)
+            document = ExtractionInput(item.filename, media_type, own, stated)
             try:
-                if not extractor.detect(document):
+                try:
+                    detected = extractor.detect(document)
+                except BaseException:
+                    done_with()
+                    raise
+                if not detected:
+                    done_with()
                     continue
-                result = _run_isolated(partial(extractor.extract, document), timeout, name)
+                result = _run_isolated(
+                    partial(extractor.extract, document), timeout, name, done_with
+                )
             except ExtractionError as exc:
                 out.append(Finding(name, error=str(exc)))
                 continue

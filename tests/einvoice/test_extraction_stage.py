@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -44,6 +45,24 @@ class Stuck(Extractor):
         return Extraction(metadata=DocumentMetadata(number="LATE"))
 
 
+class LateReader(Extractor):
+    """Opens the content, is stuck until released, then reads: what an abandoned extractor sees."""
+
+    name: ClassVar[str] = "late"
+    priority: ClassVar[int] = 70
+    seen: ClassVar[list[bytes]] = []
+    finished: ClassVar[threading.Event] = threading.Event()
+
+    def extract(self, document: ExtractionInput) -> Extraction | None:
+        try:
+            with document.open() as stream:
+                RELEASE.wait(60)
+                LateReader.seen.append(stream.read())
+        finally:
+            LateReader.finished.set()
+        return None
+
+
 class Heuristic(Extractor):
     name: ClassVar[str] = "guess"
     priority: ClassVar[int] = 10
@@ -55,7 +74,13 @@ class Heuristic(Extractor):
         )
 
 
-EXTRACTORS = {"einvoice": EInvoiceExtractor, "raising": Raising, "stuck": Stuck, "guess": Heuristic}
+EXTRACTORS = {
+    "einvoice": EInvoiceExtractor,
+    "raising": Raising,
+    "stuck": Stuck,
+    "late": LateReader,
+    "guess": Heuristic,
+}
 
 
 def stage(source: SourceConfig, companies: list[CompanyConfig] | None = None) -> ExtractionStage:
@@ -113,6 +138,40 @@ def test_a_raising_or_stuck_extractor_is_named_and_the_rest_still_applies() -> N
     assert "took longer than 2 s" in (errors["stuck"] or "")
     assert merged.metadata.number == "INV-0001"  # the e-invoice extractor still ran
     assert merged.metadata.tags == frozenset({"mail"})
+
+
+def test_an_abandoned_extractor_never_reads_another_file_through_a_reused_descriptor(
+    tmp_path: Path,
+) -> None:
+    # The folder source hands over an open file and closes it after the
+    # import; an extractor abandoned at its timeout may read on later, when
+    # the descriptor number already belongs to another file.
+    RELEASE.clear()
+    LateReader.seen.clear()
+    LateReader.finished.clear()
+    (tmp_path / "invoice.pdf").write_bytes(b"%PDF-1.4 the document\n")
+    (tmp_path / "secret").write_bytes(b"another file's content")
+    source = SourceConfig(
+        id="inbox", type="folder", extract=["late"], extract_timeout=timedelta(seconds=0.2)
+    )
+    handle = (tmp_path / "invoice.pdf").open("rb")
+    doc = SourceDocument(external_id="invoice.pdf", filename="invoice.pdf", content=handle)
+    try:
+        findings, _, _ = run(stage(source), source, doc)
+        assert "took longer" in (findings[0].error or "")
+        number = handle.fileno()
+        handle.close()
+        reused = os.open(tmp_path / "secret", os.O_RDONLY)
+        try:
+            assert reused == number, "the test needs the freed descriptor number reused"
+            RELEASE.set()
+            assert LateReader.finished.wait(30)
+        finally:
+            os.close(reused)
+    finally:
+        RELEASE.set()
+        handle.close()
+    assert LateReader.seen == [b"%PDF-1.4 the document\n"]
 
 
 def test_company_profiles_decide_incoming_or_sales() -> None:
