@@ -2,13 +2,13 @@
 
 Usage::
 
-    .venv/bin/python bench/compare.py [--count 100000] [--folders 50] [--repeat 5]
+    .venv/bin/python bench/compare.py [--count 100000] [--folders 50] [--repeat 5] [--transfers 8]
                                       [--workdir DIR] [--profile DIR] [--keep]
 
 Generates the issue's corpus -- ``--count`` unique PDF-like files of 10-20 KB
 spread over ``--folders`` sub-folders -- in a temporary folder, then in ONE run,
 on that same corpus, measures under ``/usr/bin/time -v`` (wall time and peak
-resident memory of each command):
+resident memory of each command, and its CPU time, user + system):
 
 * first copy: ``rclone copy --transfers 8`` (local -> local), ``rsync -a`` and
   ``invoicesync sync`` (a ``folder`` source -> a ``folder`` export account with
@@ -64,6 +64,7 @@ class Measure:
     """One command's wall time (s), peak RSS (KiB) and exit code."""
 
     wall_s: float
+    cpu_s: float
     rss_kib: int
     code: int
     err: str = ""
@@ -127,14 +128,15 @@ def timed(cmd: list[str]) -> Measure:
         ["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=False
     )
     elapsed = time.perf_counter() - start
-    wall, _cpu, rss = parse_time_v(proc.stderr)
-    return Measure(wall or elapsed, rss, proc.returncode, proc.stderr[-2000:])
+    wall, cpu, rss = parse_time_v(proc.stderr)
+    return Measure(wall or elapsed, cpu, rss, proc.returncode, proc.stderr[-2000:])
 
 
 def median_of(cmd: list[str], repeat: int) -> Measure:
     runs = [timed(cmd) for _ in range(repeat)]
     return Measure(
         statistics.median(r.wall_s for r in runs),
+        statistics.median(r.cpu_s for r in runs),
         max(r.rss_kib for r in runs),
         max(r.code for r in runs),
         runs[-1].err,
@@ -271,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, cmd in steps:
             m[name] = timed(cmd)
             print(
-                f"# {name}: {m[name].wall_s:.2f} s, {m[name].rss_mib:.0f} MiB, exit {m[name].code}",
+                f"# {name}: {m[name].wall_s:.2f} s, CPU {m[name].cpu_s:.2f} s, "
+                f"{m[name].rss_mib:.0f} MiB, exit {m[name].code}",
                 flush=True,
             )
             if m[name].code != 0:
@@ -287,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# load after (1, 5, 15 min): {load()}", flush=True)
 
         def s(key: str) -> str:
-            return f"{m[key].wall_s:.2f} s"
+            # CPU (user + system) is the steadier figure on a shared machine.
+            return f"{m[key].wall_s:.2f} s (CPU {m[key].cpu_s:.2f})"
 
         peak = max(m[k].rss_mib for k in m if k.startswith("invoicesync"))
         print(f"\nN = {args.count:,} documents, {size / 1e6:,.0f} MB, {args.folders} folders\n")
