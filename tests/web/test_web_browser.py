@@ -78,8 +78,21 @@ def visible_text(driver: Any) -> str:
 def test_overview_account_filter_document_explain(
     tmp_path: Path, start_daemon: Start, browser: Any, shots: Path
 ) -> None:
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    def arrived(condition: Any) -> None:
+        # A click starts a navigation; WebDriver need not wait for it to end
+        # (a form submit especially), so wait for the page we expect (bounded).
+        WebDriverWait(
+            browser,
+            60,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(condition)
 
     port = free_port()
     cfg = web_config(tmp_path, port, demo_count=60)
@@ -111,7 +124,7 @@ def test_overview_account_filter_document_explain(
 
     # -> the account
     browser.find_element(By.LINK_TEXT, "archive").click()
-    assert browser.current_url == base + "/accounts/archive"
+    arrived(lambda b: b.current_url == base + "/accounts/archive")
     assert "Account archive" in visible_text(browser)
     browser.save_screenshot(str(shots / "account.png"))
 
@@ -119,7 +132,7 @@ def test_overview_account_filter_document_explain(
     Select(browser.find_element(By.ID, "f-status")).select_by_visible_text("excluded")
     Select(browser.find_element(By.ID, "f-source")).select_by_visible_text("demo")
     browser.find_element(By.ID, "f-apply").click()
-    assert "status=excluded" in browser.current_url and "source=demo" in browser.current_url
+    arrived(lambda b: "status=excluded" in b.current_url and "source=demo" in b.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "#documents tbody tr")
     assert rows
     states = {r.find_element(By.CSS_SELECTOR, ".state").text for r in rows}
@@ -131,7 +144,7 @@ def test_overview_account_filter_document_explain(
     first = rows[0].find_element(By.TAG_NAME, "a")
     doc_id = first.text
     first.click()
-    assert doc_id in browser.find_element(By.TAG_NAME, "h1").text
+    arrived(lambda b: doc_id in b.find_element(By.TAG_NAME, "h1").text)
     section = browser.find_element(By.ID, "explain-archive")
     explained = section.text
     assert f"{doc_id} on account archive" in explained
@@ -145,6 +158,7 @@ def test_overview_account_filter_document_explain(
 
     # the runs page
     browser.find_element(By.LINK_TEXT, "Runs").click()
+    arrived(lambda b: b.current_url.startswith(base + "/runs"))
     runs_text = visible_text(browser)
     assert "import" in runs_text and "export" in runs_text and "events" in runs_text
     browser.save_screenshot(str(shots / "runs.png"))
