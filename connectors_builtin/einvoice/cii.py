@@ -82,13 +82,10 @@ def read_cii(root: etree._Element) -> Read:
     t["gross_amount"] = Term(amount(child(summation, "GrandTotalAmount")), "BT-112")
     t["paid_amount"] = Term(amount(child(summation, "TotalPrepaidAmount")), "BT-113")
     t["due_amount"] = Term(amount(child(summation, "DuePayableAmount")), "BT-115")
-    seller_name, seller_vat = _party(child(agreement, "SellerTradeParty"))
-    buyer_name, buyer_vat = _party(child(agreement, "BuyerTradeParty"))
-    f = read.fields
-    f["seller_name"] = Term(seller_name, "BT-27")
-    f["seller_vat_id"] = Term(seller_vat, "BT-31")
-    f["buyer_name"] = Term(buyer_name, "BT-44")
-    f["buyer_vat_id"] = Term(buyer_vat, "BT-48")
-    f["buyer_reference"] = Term(text(child(agreement, "BuyerReference")), "BT-10")
-    f["order_reference"] = Term(order, "BT-13")
+    read.set_parties(
+        _party(child(agreement, "SellerTradeParty")),
+        _party(child(agreement, "BuyerTradeParty")),
+        text(child(agreement, "BuyerReference")),
+        order,
+    )
     return read

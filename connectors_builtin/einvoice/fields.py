@@ -90,6 +90,26 @@ class Read:
     root: etree._Element | None = None
     flavor: str = ""  # what validation.py needs to pick the schema
 
+    def set_parties(
+        self,
+        seller: tuple[str | None, str | None],
+        buyer: tuple[str | None, str | None],
+        buyer_reference: str | None,
+        order_reference: str | None,
+    ) -> None:
+        """The custom fields both syntaxes share, under their business terms.
+
+        ``seller`` and ``buyer`` are (name, VAT id) pairs. One place maps them
+        to BT numbers, so CII and UBL documents can never be labelled apart.
+        """
+        f = self.fields
+        f["seller_name"] = Term(seller[0], "BT-27")
+        f["seller_vat_id"] = Term(seller[1], "BT-31")
+        f["buyer_name"] = Term(buyer[0], "BT-44")
+        f["buyer_vat_id"] = Term(buyer[1], "BT-48")
+        f["buyer_reference"] = Term(buyer_reference, "BT-10")
+        f["order_reference"] = Term(order_reference, "BT-13")
+
 
 def local(tag: object) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""

@@ -60,13 +60,10 @@ def read_ubl(root: etree._Element) -> Read:
     t["gross_amount"] = Term(amount(child(total, "TaxInclusiveAmount")), "BT-112")
     t["paid_amount"] = Term(amount(child(total, "PrepaidAmount")), "BT-113")
     t["due_amount"] = Term(amount(child(total, "PayableAmount")), "BT-115")
-    seller_name, seller_vat = _party(child(root, "AccountingSupplierParty"))
-    buyer_name, buyer_vat = _party(child(root, "AccountingCustomerParty"))
-    f = read.fields
-    f["seller_name"] = Term(seller_name, "BT-27")
-    f["seller_vat_id"] = Term(seller_vat, "BT-31")
-    f["buyer_name"] = Term(buyer_name, "BT-44")
-    f["buyer_vat_id"] = Term(buyer_vat, "BT-48")
-    f["buyer_reference"] = Term(text(child(root, "BuyerReference")), "BT-10")
-    f["order_reference"] = Term(text(child(root, "OrderReference", "ID")), "BT-13")
+    read.set_parties(
+        _party(child(root, "AccountingSupplierParty")),
+        _party(child(root, "AccountingCustomerParty")),
+        text(child(root, "BuyerReference")),
+        text(child(root, "OrderReference", "ID")),
+    )
     return read
