@@ -178,6 +178,11 @@ class _AccountRun:
         """
         try:
             with self.rt.ledger.transaction() as tx:
+                # Who holds the planned names, in one query instead of one each.
+                tx.prefetch_holders(
+                    self.account.id,
+                    [a.remote_name for a in actions if a.remote_name and not a.keeps_name],
+                )
                 return [(action, self._reserve(action, tx)) for action in actions]
         except NameTaken:
             # (A folded name held for the undone batch stays held: at worst
@@ -210,6 +215,7 @@ class _AccountRun:
                 name,
                 self.rt.clock.now(),
                 new=new,
+                holds=action.candidate.remote_name,
             )
         else:
             # Finding a free name and recording the intent happen in the same
@@ -222,6 +228,7 @@ class _AccountRun:
                 self._choices(document, name),
                 self.rt.clock.now(),
                 new=new,
+                holds=action.candidate.remote_name,
             )
             if reserved is None:
                 raise PermanentError(f"no free remote name near {name!r}")

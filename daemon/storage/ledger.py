@@ -15,7 +15,7 @@ same per document: every name written is first recorded as an intent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +31,10 @@ _WHERE_ROW = sa.and_(
 )
 _NAME_HOLDER = sa.select(ledger.c.document_id).where(
     ledger.c.account == sa.bindparam("acc"), ledger.c.remote_name == sa.bindparam("name")
+)
+_HOLDERS = sa.select(ledger.c.remote_name, ledger.c.document_id).where(
+    ledger.c.account == sa.bindparam("acc"),
+    ledger.c.remote_name.in_(sa.bindparam("names", expanding=True)),
 )
 _INSERT = ledger.insert()
 _RESERVE = (
@@ -103,12 +107,19 @@ def _first_free(
     document_id: str,
     names: Iterable[str],
     taken: Collection[str],
+    known: Mapping[str, str | None] | None = None,
 ) -> str | None:
-    """The first of ``names`` that is held by nobody or ``document_id`` itself."""
+    """The first of ``names`` that is held by nobody or ``document_id`` itself.
+
+    ``known``: holders already known (None: free), asked for no more.
+    """
     for name in names:
         if name in taken:
             continue
-        holder = conn.execute(_NAME_HOLDER, {"acc": account, "name": name}).scalar_one_or_none()
+        if known is not None and name in known:
+            holder = known[name]
+        else:
+            holder = conn.execute(_NAME_HOLDER, {"acc": account, "name": name}).scalar_one_or_none()
         if holder in (None, document_id):
             return name
     return None
@@ -124,11 +135,39 @@ class Exported:
 
 
 class LedgerTransaction:
-    """The ledger writes of one transaction (see :meth:`Ledger.transaction`)."""
+    """The ledger writes of one transaction (see :meth:`Ledger.transaction`).
+
+    For a batch of reservations it keeps what it knows of who holds which
+    name (:meth:`prefetch_holders`, and every name it reserved), and it
+    inserts the rows of new documents together, in one statement, when the
+    transaction commits or before any other write; the unique constraint on
+    (account, remote name) still decides, then as :class:`NameTaken`.
+    """
 
     def __init__(self, conn: sa.Connection, scrub: Callable[[str], str]) -> None:
         self._conn = conn
         self._scrub = scrub
+        self._known: dict[str, dict[str, str | None]] = {}
+        self._inserts: list[dict[str, object]] = []
+
+    def prefetch_holders(self, account: str, names: Collection[str]) -> None:
+        """Learn who holds each of ``names`` in one query (per 500 names)."""
+        known = self._known.setdefault(account, {})
+        todo = [n for n in dict.fromkeys(names) if n not in known]
+        for start in range(0, len(todo), 500):
+            part = todo[start : start + 500]
+            rows = self._conn.execute(_HOLDERS, {"acc": account, "names": part})
+            found = {name: holder for name, holder in rows}
+            known.update((n, found.get(n)) for n in part)
+
+    def flush(self) -> None:
+        """Insert the new documents' rows reserved so far (NameTaken if one clashes)."""
+        if self._inserts:
+            rows, self._inserts = self._inserts, []
+            try:
+                self._conn.execute(_INSERT, rows)
+            except sa.exc.IntegrityError as exc:
+                raise NameTaken(str(rows[0]["remote_name"])) from exc
 
     def _intent(self, account: str, document_id: str, row: dict[str, object], new: bool) -> None:
         """Write the ``exporting`` row; ``new``: the caller knows there is none yet."""
@@ -149,10 +188,13 @@ class LedgerTransaction:
         now: datetime,
         *,
         new: bool = False,
+        holds: str | None = None,
     ) -> None:
         """Record the intent to export under ``remote_name``; NameTaken if it is held.
 
-        ``new``: the document has no row in this account yet (saves a statement).
+        ``new``: the document has no row in this account yet; its row is
+        inserted with the other new ones (see :meth:`flush`). ``holds``: the
+        name it held until now, which this frees.
         """
         row = dict(
             state=LedgerState.EXPORTING.value,
@@ -161,10 +203,17 @@ class LedgerTransaction:
             remote_name=remote_name,
             updated_at=now,
         )
-        try:
-            self._intent(account, document_id, row, new)
-        except sa.exc.IntegrityError as exc:
-            raise NameTaken(remote_name) from exc
+        if new:
+            self._inserts.append(dict(account=account, document_id=document_id, attempts=0, **row))
+        else:
+            try:
+                self._intent(account, document_id, row, new)
+            except sa.exc.IntegrityError as exc:
+                raise NameTaken(remote_name) from exc
+        known = self._known.setdefault(account, {})
+        if holds is not None and holds != remote_name:
+            known[holds] = None
+        known[remote_name] = document_id
 
     def reserve_free(
         self,
@@ -176,15 +225,18 @@ class LedgerTransaction:
         now: datetime,
         *,
         new: bool = False,
+        holds: str | None = None,
     ) -> str | None:
         """Reserve the first of ``names`` nobody else holds (see :meth:`Ledger.reserve_free`)."""
-        name = _first_free(self._conn, account, document_id, names, ())
+        known = self._known.get(account)
+        name = _first_free(self._conn, account, document_id, names, (), known)
         if name is not None:
-            self.reserve(account, document_id, revision, sha256, name, now, new=new)
+            self.reserve(account, document_id, revision, sha256, name, now, new=new, holds=holds)
         return name
 
     def mark_exported(self, account: str, rows: Sequence[Exported], now: datetime) -> None:
         """Record successful exports: one statement for all of ``rows``."""
+        self.flush()
         if rows:
             self._conn.execute(
                 _MARK_EXPORTED,
@@ -228,6 +280,7 @@ class LedgerTransaction:
         next_attempt_at: datetime | None,
         now: datetime,
     ) -> None:
+        self.flush()
         self._conn.execute(
             ledger.update()
             .where(ledger.c.account == account, ledger.c.document_id == document_id)
@@ -247,6 +300,7 @@ class LedgerTransaction:
         reserved names for a batch: those documents stay simply pending, as
         if the run had not reached them.
         """
+        self.flush()
         if document_ids:
             self._conn.execute(
                 ledger.delete().where(
@@ -289,7 +343,9 @@ class Ledger:
         reservation inside aborts the whole transaction too.
         """
         with self.engine.begin() as conn:
-            yield LedgerTransaction(conn, self._scrub)
+            tx = LedgerTransaction(conn, self._scrub)
+            yield tx
+            tx.flush()
 
     def reserve(
         self,
