@@ -20,7 +20,10 @@ and then, for each selected target in turn, in ONE run:
   target's default) unless ``--concurrency`` is given.
 
 ``rclone`` is the ``rclone`` export target in its default mode, writing to the
-WsgiDAV server; its peer is ``rclone copy`` to the same server. Each command
+WsgiDAV server; its peer is ``rclone copy`` to the same server.
+``rclone-local`` is the same target writing to a local folder (rclone's
+``local`` backend), against ``rclone copy`` to another local folder: what the
+target itself costs, without a server's. Each command
 runs under ``/usr/bin/time -v`` (wall, CPU = user + system, peak RSS); the
 files that arrived are counted on the server side. The table gives documents
 per second and the ratio of invoicesync's wall time to rclone's. Neither side
@@ -62,7 +65,7 @@ from fixtures.sshd import start_sshd  # noqa: E402
 from fixtures.webdav_server import serve_apache, serve_wsgidav  # noqa: E402
 from sync import parse_time_v  # noqa: E402
 
-TARGETS = ("wsgidav", "apache", "sftp", "s3", "rclone")
+TARGETS = ("wsgidav", "apache", "sftp", "s3", "rclone", "rclone-local")
 
 
 @dataclass
@@ -94,6 +97,9 @@ def webdav_env(url: str, user: str, password: str) -> dict[str, str]:
 
 
 def webdav_case(name: str, server: Any, opts: str = "") -> Case:
+    # One variable per server: the commands get every account's secrets at once.
+    secret = f"BENCH_{name.upper()}_PASSWORD"
+
     def account(folder: str) -> str:
         return (
             "    type: webdav\n"
@@ -101,7 +107,7 @@ def webdav_case(name: str, server: Any, opts: str = "") -> Case:
             f"      url: {server.url}\n"
             f"      path: {folder}\n"
             f"      username: {server.username}\n"
-            "      password: env:BENCH_DAV_PASSWORD\n" + opts
+            f"      password: env:{secret}\n" + opts
         )
 
     return Case(
@@ -111,7 +117,7 @@ def webdav_case(name: str, server: Any, opts: str = "") -> Case:
         webdav_env(server.url, server.username, server.password),
         lambda: len(server.files(server.root / f"{name}-invoicesync")),
         lambda: len(server.files(server.root / f"{name}-rclone")),
-        {"BENCH_DAV_PASSWORD": server.password},
+        {secret: server.password},
         account,
     )
 
@@ -328,6 +334,24 @@ def main(argv: list[str] | None = None) -> int:
                     lambda: len(dav.files(dav.root / "rclone-target-rclone")),
                     env,
                     rclone_account,
+                )
+            )
+
+        if "rclone-local" in wanted:
+            local = work / "rclone-local"
+
+            def rclone_local_account(folder: str) -> str:
+                return f"    type: rclone\n    options:\n      remote: ':local:{local / folder}'\n"
+
+            cases.append(
+                Case(
+                    "rclone-local",
+                    rclone_local_account("invoicesync"),
+                    f":local:{local / 'rclone'}",
+                    {},
+                    lambda: count_files(local / "invoicesync"),
+                    lambda: count_files(local / "rclone"),
+                    fresh=rclone_local_account,
                 )
             )
 
