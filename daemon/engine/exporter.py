@@ -611,6 +611,8 @@ def _run_export(
             summary.excluded_by.update(pushed)
             summary.counts["excluded"] += sum(pushed.values())
         actions = plan(rt, account, now, target.sanitize_component)
+        # Unset, the account uses its target type's default (plugin API 1.3).
+        workers = account.workers(getattr(target, "default_concurrency", 1))
         if rt.dry_run:
             for action in actions:
                 if rt.stop.is_set():
@@ -620,7 +622,7 @@ def _run_export(
                 if progress:
                     progress(1)
         else:
-            run.run_batches(actions, max(1, account.concurrency), progress)
+            run.run_batches(actions, workers, progress)
     except _AbortRun as exc:
         summary.error = str(exc)
         log.error("connector.error", error=str(exc), transient=True)
