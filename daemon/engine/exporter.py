@@ -533,11 +533,11 @@ class _Batcher:
                     tx.release(run.account.id, unused)
 
     def _wait(self) -> None:
-        """Collect finished deliveries; commit when a batch is full or old enough."""
+        """Collect finished deliveries; commit a batch when it is full or old enough."""
         timeout = max(0.0, self.deadline - time.monotonic()) if self.pending else None
         done, self.in_flight = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
         self._collect(done)
-        if self.pending and (len(self.pending) >= BATCH_SIZE or time.monotonic() >= self.deadline):
+        if self.pending and time.monotonic() >= self.deadline:
             self._commit()
 
     def _collect(self, done: set[Future[_Outcome]]) -> None:
@@ -545,6 +545,8 @@ class _Batcher:
             if not self.pending:
                 self.deadline = time.monotonic() + BATCH_SECONDS
             self.pending.append(future.result())
+            if len(self.pending) >= BATCH_SIZE:
+                self._commit()
 
     def _commit(self) -> None:
         batch, self.pending = self.pending, []
