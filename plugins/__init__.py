@@ -49,7 +49,7 @@ from .models import (
 )
 from .names import CONTROL_CHARACTERS, MAX_COMPONENT_BYTES, split_remote_name
 
-PLUGIN_API_VERSION = "1.2"
+PLUGIN_API_VERSION = "1.3"
 """Major.minor of this API. A plugin may check the major number at import."""
 
 __all__ = [
