@@ -75,6 +75,25 @@ def _original_query(with_key: bool, with_date: bool) -> sa.Select[Any]:
     return query.order_by(c.import_date, c.id).limit(1)
 
 
+# A batch of first imports (see _insert_all_new): is any of these ids present,
+# does any original share a hash or a business key with them?
+_ANY_PRESENT = (
+    sa.select(documents.c.id)
+    .where(documents.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .limit(1)
+)
+_ANY_ORIGINAL = (
+    sa.select(documents.c.id)
+    .where(
+        documents.c.duplicate_of.is_(None),
+        sa.or_(
+            documents.c.sha256.in_(sa.bindparam("shas", expanding=True)),
+            documents.c.business_key.in_(sa.bindparam("keys", expanding=True)),
+        ),
+    )
+    .limit(1)
+)
+
 # Built once: building this select anew per document cost more than running it.
 _FIND_ORIGINAL = {(k, d): _original_query(k, d) for k in (False, True) for d in (False, True)}
 
@@ -361,24 +380,8 @@ class Catalog:
             duplicate[0] if duplicate is not None else None if row is None else row.duplicate_of
         )
         if row is None:
-            conn.execute(
-                _INSERT,
-                dict(
-                    id=doc_id,
-                    source=source_id,
-                    external_id=item.external_id,
-                    import_date=now,
-                    filename=item.filename,
-                    media_type=media_type,
-                    size=size,
-                    sha256=sha,
-                    revision=1,
-                    fingerprint=item.fingerprint,
-                    updated_at=now,
-                    duplicate_of=duplicate_of,
-                    **meta,
-                ),
-            )
+            staged = StagedDocument(source_id, doc_id, item, sha, size, media_type, meta, now)
+            conn.execute(_INSERT, _new_row(staged, meta, duplicate_of))
             self._add_revision(conn, doc_id, 1, sha, size, item.filename, now)
             outcome = ImportOutcome(ImportStatus.NEW, doc_id, 1)
         elif row.sha256 != sha:
@@ -454,6 +457,66 @@ class Catalog:
                 imported_at=now,
             ),
         )
+
+
+def _new_row(
+    staged: StagedDocument, meta: dict[str, Any], duplicate_of: str | None
+) -> dict[str, Any]:
+    """The ``documents`` row of a document imported for the first time."""
+    item = staged.item
+    return dict(
+        id=staged.doc_id,
+        source=staged.source_id,
+        external_id=item.external_id,
+        import_date=staged.now,
+        filename=item.filename,
+        media_type=staged.media_type,
+        size=staged.size,
+        sha256=staged.sha,
+        revision=1,
+        fingerprint=item.fingerprint,
+        updated_at=staged.now,
+        duplicate_of=duplicate_of,
+        **meta,
+    )
+
+
+def _insert_all_new(conn: sa.Connection, docs: list[StagedDocument]) -> list[ImportOutcome] | None:
+    """The common case of a first import in a few statements for a whole batch:
+    when none of ``docs`` is in the catalog yet and none can be a duplicate,
+    insert them all (``executemany``); else None, and nothing was written.
+
+    "None can be a duplicate" is judged conservatively: no undeclared
+    original anywhere shares a content hash or business key with one of
+    them, and no business key repeats within the batch (the same hash within
+    a batch is one source's and never a duplicate). Anything else takes the
+    exact path, document by document.
+    """
+    ids = [d.doc_id for d in docs]
+    keys = [d.meta["business_key"] for d in docs if d.meta["business_key"] is not None]
+    if len(set(ids)) != len(ids) or len(set(keys)) != len(keys):
+        return None
+    if conn.execute(_ANY_PRESENT, {"ids": ids}).first() is not None:
+        return None
+    shas = sorted({d.sha for d in docs})
+    if conn.execute(_ANY_ORIGINAL, {"shas": shas, "keys": keys}).first() is not None:
+        return None
+    conn.execute(_INSERT, [_new_row(d, d.meta, None) for d in docs])
+    conn.execute(
+        _INSERT_REVISION,
+        [
+            dict(
+                document_id=d.doc_id,
+                revision=1,
+                sha256=d.sha,
+                size=d.size,
+                filename=d.item.filename,
+                imported_at=d.now,
+            )
+            for d in docs
+        ],
+    )
+    return [ImportOutcome(ImportStatus.NEW, d.doc_id, 1) for d in docs]
 
 
 def _find_original(
@@ -571,13 +634,15 @@ class ImportBatch:
         try:
             with catalog.engine.begin() as conn:
                 cursor: tuple[str | None, datetime] | None = None
+                docs = [e for e in entries if isinstance(e, StagedDocument) and e.sha not in failed]
+                done = iter((_insert_all_new(conn, docs) if docs else None) or [])
                 for entry in entries:
                     if not isinstance(entry, StagedDocument):
                         cursor = entry
                     elif entry.sha in failed:
                         results.append(failed[entry.sha])
                     else:
-                        results.append(catalog._write(conn, entry))
+                        results.append(next(done, None) or catalog._write(conn, entry))
                         if entry.item.cursor is not None:
                             cursor = entry.item.cursor, entry.now
                 if cursor is not None:
