@@ -65,6 +65,10 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _nothing_known(external_id: str) -> str | None:
+    return None
+
+
 @dataclass
 class ConnectorContext:
     """What the engine gives a connector besides its options.
@@ -75,6 +79,15 @@ class ConnectorContext:
     check it between chunks and raise :class:`~invoicesync.plugins.TransientError`
     to abandon cleanly. ``dry_run`` is true under ``sync --dry-run``: a source
     must then leave the remote side untouched (no flagging or moving mails).
+    ``known_fingerprint`` (plugin API 1.3), during a source's ``fetch``: the
+    ``fingerprint`` the catalog holds for one of the source's external ids
+    (``None``: unknown, or no fingerprint). A source whose fingerprint is
+    cheap (a file's ``stat``) may compare before reading anything: when equal,
+    it yields a :class:`~invoicesync.plugins.SourceDocument` with that
+    fingerprint and placeholder content (``b""``) and metadata -- the engine
+    recognises the fingerprint and reads neither. Outside a fetch, and for
+    engines older than 1.3, it always answers ``None``. Lookups are cheapest
+    in sorted order of the external ids (the catalog reads ahead in pages).
     """
 
     id: str
@@ -83,6 +96,7 @@ class ConnectorContext:
     now: Callable[[], datetime] = _utcnow
     stop: threading.Event = field(default_factory=threading.Event)
     dry_run: bool = False
+    known_fingerprint: Callable[[str], str | None] = _nothing_known
 
 
 class _Connector(ABC, Generic[OptionsT]):

@@ -3,7 +3,9 @@
 Rules (also in docs/connectors/builtin.md):
 
 - The external id is the file's POSIX path relative to ``path``; the walk is
-  depth-first in sorted name order, so fetches are deterministic.
+  depth-first and yields the external ids in sorted (code-point) order -- a
+  folder sorts as its name followed by ``/`` -- so fetches are deterministic
+  and the catalog's fingerprints can be read alongside in sorted pages.
 - Hidden and temporary files are ignored: names starting with ``.`` (this
   includes the folder target's own temporary files), ending in ``~``,
   ``.part``, ``.tmp`` or ``.crdownload``; hidden folders are not entered.
@@ -29,8 +31,18 @@ Rules (also in docs/connectors/builtin.md):
   loops cannot arise); links to folders outside are reported as skipped.
 - Folders nested more than :data:`MAX_DEPTH` levels deep are reported and not
   entered.
-- ``fingerprint`` is size and modification time (ns) of the file and of its
-  sidecar: the catalog skips unchanged files without reading them.
+- ``fingerprint`` is size, modification and change time (ns), inode and
+  device of the file and of its sidecar (the *stat cache*). The walk takes
+  them from the listing (``fstatat`` relative to the folder's handle, links
+  not followed); when they equal what the catalog recorded at the last import
+  (``context.known_fingerprint``), the file and its sidecar are neither opened
+  nor parsed. Otherwise the file is opened and judged as described above, and
+  the fingerprint comes from the handle. The change time is in the key
+  because a file rewritten with the same size and its old mtime restored
+  (``touch -r``, ``cp -p``, an unpacked archive) still gets a new ctime; the
+  price is one re-read (and hash) of a file whose owner or mode changed. The
+  inode catches a file atomically replaced by another of the same size and
+  mtime; the device a different filesystem mounted in its place.
 - ``stable_for``: a file whose size or mtime (or its sidecar's) changed less
   than this many seconds ago, by the source's clock, is left for a later
   fetch -- it may still be being written. It is not an error: it is logged at
@@ -45,6 +57,7 @@ Rules (also in docs/connectors/builtin.md):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import mimetypes
 import os
@@ -271,9 +284,14 @@ class FolderSource(Source[FolderSourceOptions]):
     # opening is caught by the open itself.
 
     def _list(self, fd: int) -> list[os.DirEntry[str]]:
-        """The entries of the folder open as ``fd``, ignored names left out, sorted."""
+        """The entries of the folder open as ``fd``, ignored names left out, sorted.
+
+        A folder sorts as its name followed by ``/``: then the depth-first walk
+        yields external ids in code-point order (``a-b.pdf`` before ``a/x.pdf``),
+        the order the catalog reads fingerprints in.
+        """
         with os.scandir(fd) as it:
-            return sorted((e for e in it if not is_ignored_name(e.name)), key=lambda e: e.name)
+            return sorted((e for e in it if not is_ignored_name(e.name)), key=_walk_order)
 
     def _open_dir(self, fd: int, rel: str) -> _Dir:
         """List the folder open as ``fd`` (the new ``_Dir`` owns the handle)."""
@@ -335,6 +353,11 @@ class FolderSource(Source[FolderSourceOptions]):
                     continue
                 if entry.name.endswith(".json") and entry.name in current.claimed:
                     continue  # a sidecar, read with its document
+                if kind == "file":
+                    unchanged = self._unchanged(current, entry, rel)
+                    if unchanged is not None:
+                        yield unchanged
+                        continue
                 try:
                     result = self._document(
                         root, current, entry.name, rel, kind == "link", tracker, default_metadata
@@ -357,6 +380,37 @@ class FolderSource(Source[FolderSourceOptions]):
         finally:
             for folder in stack:
                 os.close(folder.fd)
+
+    def _unchanged(self, folder: _Dir, entry: os.DirEntry[str], rel: str) -> SourceDocument | None:
+        """The stat cache: a placeholder for a file the catalog has as it is now.
+
+        The file's and its sidecar's stat come from the listing (``fstatat``
+        relative to the folder's handle, no link followed: a name that became
+        a link or a FIFO is not a regular file and takes the full path). When
+        their fingerprint is the one recorded at the last import, nothing is
+        opened: the engine recognises the fingerprint and reads neither the
+        placeholder's content nor its metadata. None: read the file.
+        """
+        known = self.context.known_fingerprint
+        try:
+            rel.encode("utf-8")  # never recorded otherwise; the full path says why
+            st = entry.stat(follow_symlinks=False)
+            sidecar = self._find_sidecar(entry.name, folder)
+            sc_st = None
+            if sidecar is not None:
+                if sidecar.is_symlink():
+                    return None  # judged (and followed or not) by the full path
+                sc_st = sidecar.stat(follow_symlinks=False)
+        except (OSError, UnicodeEncodeError):
+            return None
+        if not stat.S_ISREG(st.st_mode) or (sc_st is not None and not stat.S_ISREG(sc_st.st_mode)):
+            return None
+        fingerprint = _fingerprint(st, sidecar.name if sidecar else None, sc_st)
+        if known(rel) != fingerprint:
+            return None
+        return SourceDocument(
+            external_id=rel, filename=entry.name, content=b"", fingerprint=fingerprint
+        )
 
     def _enter(
         self, root: Root, parent: _Dir, name: str, rel: str
@@ -486,7 +540,7 @@ class FolderSource(Source[FolderSourceOptions]):
         metadata: DocumentMetadata,
     ) -> SourceDocument | SkippedDocument | None:
         """The document open as ``fd`` (with ``st`` its fstat), metadata from its sidecar."""
-        fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+        fingerprint = _fingerprint(st, None, None)
         newest = st.st_mtime
         sidecar = self._find_sidecar(name, folder)
         if sidecar is not None:
@@ -501,7 +555,7 @@ class FolderSource(Source[FolderSourceOptions]):
             except OSError as exc:
                 return SkippedDocument(rel, f"sidecar {sidecar_rel}: cannot read: {exc.strerror}")
             try:
-                fingerprint += f"+{sidecar.name}:{sc_st.st_size}:{sc_st.st_mtime_ns}"
+                fingerprint = _fingerprint(st, sidecar.name, sc_st)
                 newest = max(newest, sc_st.st_mtime)
                 if self._unstable(tracker, rel, fingerprint, newest):
                     return None
@@ -555,6 +609,33 @@ class FolderSource(Source[FolderSourceOptions]):
             if entry is not None and not entry.is_dir():
                 return entry
         return None
+
+
+def _walk_order(entry: os.DirEntry[str]) -> str:
+    """Sort key of a folder's entries: a folder is its name followed by ``/``."""
+    try:
+        is_dir = entry.is_dir(follow_symlinks=False)
+    except OSError:
+        is_dir = False
+    return f"{entry.name}/" if is_dir else entry.name
+
+
+_MAX_FINGERPRINT = 200
+"""The catalog's column width: a longer fingerprint is stored as its hash."""
+
+
+def _fingerprint(st: os.stat_result, sidecar: str | None, sc_st: os.stat_result | None) -> str:
+    """The stat-cache key of a file (and its sidecar): see the module docs."""
+    text = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+    if sidecar is not None and sc_st is not None:
+        text += (
+            f"+{sidecar}:{sc_st.st_size}:{sc_st.st_mtime_ns}:{sc_st.st_ctime_ns}"
+            f":{sc_st.st_ino}:{sc_st.st_dev}"
+        )
+    if len(text) > _MAX_FINGERPRINT:
+        # A long sidecar name: keep the key exact, and within the column.
+        text = "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return text
 
 
 def _unexpected(rel: str, exc: Exception) -> SkippedDocument:

@@ -242,13 +242,14 @@ class Catalog:
                 sa.select(source_cursors.c.cursor).where(source_cursors.c.source == source_id)
             ).scalar_one_or_none()
 
-    def fingerprints(self, source_id: str) -> dict[str, str]:
-        """external id -> fingerprint for a source's documents that have one."""
-        query = sa.select(documents.c.external_id, documents.c.fingerprint).where(
-            documents.c.source == source_id, documents.c.fingerprint.is_not(None)
-        )
-        with self.engine.connect() as conn:
-            return {row.external_id: row.fingerprint for row in conn.execute(query)}
+    def fingerprints(self, source_id: str) -> Fingerprints:
+        """The recorded fingerprints of a source's documents, read as needed.
+
+        A lookup (``get(external_id)``), not a dict: it holds one page of the
+        source's rows at a time, so its memory does not grow with the catalog
+        (see :class:`Fingerprints`).
+        """
+        return Fingerprints(self.engine, source_id)
 
     # -- writing -------------------------------------------------------------
 
@@ -517,6 +518,104 @@ def _insert_all_new(conn: sa.Connection, docs: list[StagedDocument]) -> list[Imp
         ],
     )
     return [ImportOutcome(ImportStatus.NEW, d.doc_id, 1) for d in docs]
+
+
+class Fingerprints:
+    """external id -> recorded fingerprint of one source, in sorted pages.
+
+    A fetch asks for (nearly) every document of its source, and usually in
+    sorted order (the ``folder`` source walks in code-point order of the
+    external ids). So rather than loading every fingerprint into a dict -- a
+    few hundred bytes per document, 200 MB for a million -- this keeps a
+    *window*: the rows whose external id follows the last one asked for that
+    was not covered, up to ``page`` of them. A lookup inside the window is a
+    dict lookup; one past it loads the next window starting there (skipping,
+    in one query, rows nobody asks for: deleted files); one before it (a
+    source that yields out of order) is a point query that leaves the window
+    alone. The window grows while lookups walk through it and shrinks when
+    they jump around, so an unordered source does not pay for long pages it
+    does not use. Memory: at most ``MAX_PAGE`` rows.
+
+    Ordering is code-point order on both sides: Python's ``str`` comparison
+    here, ``id`` under SQLite's BINARY collation (its primary-key index) and
+    under ``COLLATE "C"`` on PostgreSQL (whose default collation may sort
+    differently). The ids of a source all start with ``source/``, so ordering
+    by ``id`` orders by external id.
+
+    Each page is its own short read (no transaction spans the fetch, which
+    writes meanwhile): a row stored after its page was read is not seen,
+    which only costs that document a re-read (the importer compares hashes).
+    """
+
+    MIN_PAGE = 16
+    MAX_PAGE = 2000
+
+    def __init__(self, engine: sa.Engine, source_id: str) -> None:
+        self._engine = engine
+        self._prefix = f"{source_id}/"
+        # "/" is followed by "0" in code-point order: every id of the source
+        # lies in [prefix, source + "0").
+        self._end_id = f"{source_id}0"
+        ordered = documents.c.id
+        if engine.dialect.name == "postgresql":
+            ordered = ordered.collate("C")  # type: ignore[assignment]
+        self._ordered = ordered
+        self._page_size = 256
+        self._rows: dict[str, str | None] = {}
+        self._low: str | None = None  # the window covers [low, high]
+        self._high: str | None = None  # None: to the end of the source's rows
+        self._hits = 0
+        self.queries = 0
+        """Queries run so far (for tests and benchmarks)."""
+
+    def get(self, external_id: str, default: str | None = None) -> str | None:
+        """The recorded fingerprint of ``external_id``; ``default`` if none."""
+        low = self._low
+        if low is not None and low <= external_id:
+            high = self._high
+            if high is None or external_id <= high:
+                self._hits += 1
+                value = self._rows.get(external_id)
+                return default if value is None else value
+            # Past the window: a source walking in order used the window
+            # through; one jumping around did not.
+            if self._hits * 2 >= len(self._rows):
+                self._page_size = min(self._page_size * 2, self.MAX_PAGE)
+            else:
+                self._page_size = max(self._page_size // 2, self.MIN_PAGE)
+            self._load(external_id)
+            return self.get(external_id, default)
+        if low is None:
+            self._load(external_id)
+            return self.get(external_id, default)
+        value = self._point(external_id)  # before the window: out of order
+        return default if value is None else value
+
+    def _load(self, start: str) -> None:
+        c = documents.c
+        query = (
+            sa.select(c.id, c.fingerprint)
+            .where(self._ordered >= self._prefix + start, self._ordered < self._end_id)
+            .order_by(self._ordered)
+            .limit(self._page_size)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        self.queries += 1
+        cut = len(self._prefix)
+        self._rows = {row.id[cut:]: row.fingerprint for row in rows}
+        self._low = start
+        self._high = rows[-1].id[cut:] if len(rows) == self._page_size else None
+        self._hits = 0
+
+    def _point(self, external_id: str) -> str | None:
+        query = sa.select(documents.c.fingerprint).where(
+            documents.c.id == self._prefix + external_id
+        )
+        with self._engine.connect() as conn:
+            value = conn.execute(query).scalar_one_or_none()
+        self.queries += 1
+        return value
 
 
 def _find_original(
