@@ -13,8 +13,9 @@ while a small thread pool fsyncs each temporary and renames it into place
 (fsync releases the GIL, so these overlap with reading the next documents).
 :meth:`~BlobBatch.settle` is the batch's durability barrier: it waits for
 them, then fsyncs each fan-out folder that received or holds one of the
-batch's blobs (and the parent of each folder it created), so the renames
-themselves survive a power loss before the catalog commits the rows.
+batch's blobs (and, once per process or after creating it, that folder's
+parent), so the renames themselves survive a power loss before the catalog
+commits the rows.
 A blob left behind by a crash before that commit is complete (it was renamed
 only after its fsync) and harmless: the next import finds it by its hash.
 """
@@ -67,6 +68,8 @@ class BlobStore:
         self._tmp_str = str(self._tmp)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # Fan-out folders whose entry in their parent this process fsynced.
+        self._durable: set[str] = set()
         if write:
             make_private_dir(root)
             self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -209,25 +212,37 @@ class _LocalBatch:
     def settle(self) -> dict[str, OSError]:
         store = self._store
         failed: dict[str, OSError] = {}
-        folders: dict[str, list[str]] = {}  # folder to fsync -> the blobs that need it
+        created: set[str] = set()
         for sha, future in self._pending:
             try:
-                created = future.result()
+                created.update(future.result())
             except OSError as exc:
                 failed[sha] = exc
-                continue
-            for folder in created:
-                # A new folder's own entry lives in its parent.
-                folders.setdefault(os.path.dirname(folder), []).append(sha)
-        for sha in [s for s, _ in self._pending if s not in failed] + self._present:
-            folders.setdefault(os.path.dirname(store._path_str(sha)), []).append(sha)
+        placed = [s for s, _ in self._pending if s not in failed] + self._present
         self._pending, self._present = [], []
+        # The folder of each blob (its new name); and, unless this process has
+        # made it durable before, each folder's own entry in its parent: one
+        # created by another process that was killed before its barrier may
+        # never have been fsynced.
+        folders: dict[str, list[str]] = {}  # folder to fsync -> the blobs that need it
+        entries: dict[str, list[str]] = {}  # folder whose entry that makes durable -> blobs
+        for sha in placed:
+            leaf = os.path.dirname(store._path_str(sha))
+            folders.setdefault(leaf, []).append(sha)
+            for folder in (leaf, os.path.dirname(leaf)):
+                if folder in created or folder not in store._durable:
+                    parent = os.path.dirname(folder)
+                    folders.setdefault(parent, []).append(sha)
+                    entries.setdefault(folder, []).append(parent)
         if folders:
             synced = store._executor().map(_fsync_folder, folders)
+            broken = set()
             for folder, error in zip(folders, synced, strict=True):
                 if error is not None:
+                    broken.add(folder)
                     for sha in folders[folder]:
                         failed.setdefault(sha, error)
+            store._durable.update(f for f, parents in entries.items() if broken.isdisjoint(parents))
         return failed
 
 
