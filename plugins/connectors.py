@@ -233,6 +233,16 @@ class ExportResult:
 class Target(_Connector[OptionsT]):
     """A connector that exports documents to a remote place."""
 
+    default_concurrency: ClassVar[int] = 1
+    """How many documents the engine exports through this target at once when
+    the account leaves ``concurrency:`` unset (plugin API 1.3).
+
+    The engine then calls :meth:`export` from that many threads on one
+    instance, so raise it only for a thread-safe target whose server gains
+    from parallel requests (a network round trip per document dominates); keep
+    memory per export small, as that many run at once. Values outside
+    1..32 are clamped. The default, 1, is what every target got before 1.3."""
+
     @abstractmethod
     def export(self, item: ExportItem) -> ExportResult:
         """Write one document under ``item.remote_name`` and say where it went.

@@ -5,6 +5,11 @@ temporary key is needed. The document's SHA-256 travels as user metadata
 (``x-amz-meta-invoicesync-sha256``); a re-export of the same revision finds it
 with a HEAD and does not upload again, so a versioned bucket gains no
 duplicate version and the remote reference stays the same.
+
+An account exports on 16 threads by default (``default_concurrency``): an
+object store answers each request after a network round trip and serves many
+at once. The threads share one boto3 client (thread-safe) whose connection
+pool holds a keep-alive connection for each of them.
 """
 
 from __future__ import annotations
@@ -142,6 +147,7 @@ class S3Target(Target[S3Options]):
     Options = S3Options
     description = "S3 bucket (AWS, MinIO, Wasabi, Hetzner and other S3-compatible stores)"
     requires: ClassVar[dict[str, str]] = {"boto3": "invoicesync[s3]"}
+    default_concurrency = 16
 
     def __init__(self, id: str, options: S3Options, context: ConnectorContext) -> None:
         super().__init__(id, options, context)
@@ -194,44 +200,56 @@ class S3Target(Target[S3Options]):
 
     @property
     def client(self) -> BaseClient:
-        if self._client is None:
-            boto3 = import_optional("boto3", "s3")
-            from botocore.config import Config
+        client = self._client
+        if client is not None:
+            return client
+        with _SESSION_LOCK:
+            # Checked again under the lock: the export threads of a run all
+            # start at once and must share one client (one connection pool).
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
 
-            o = self.options
-            config = Config(
-                connect_timeout=o.timeout,
-                read_timeout=o.timeout,
-                # The daemon retries with back-off; retrying here too would
-                # multiply the waits and hide the server's Retry-After.
-                retries={"mode": "standard", "total_max_attempts": 1},
-                s3={"addressing_style": o.addressing_style},
-                # boto3 >= 1.36 adds CRC checksum trailers that many
-                # S3-compatible stores reject; only send what S3 requires.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-                user_agent_extra="invoicesync",
-            )
-            verify: bool | str = (
-                str(o.verify_tls) if isinstance(o.verify_tls, Path) else o.verify_tls
-            )
-            secret = o.secret_access_key.get_secret_value() if o.secret_access_key else None
-            # One botocore session for all S3 targets: loading the service model
-            # costs ~0.3 s per session. Creating clients is not thread-safe.
-            global _SESSION
-            with _SESSION_LOCK:
-                if _SESSION is None:
-                    _SESSION = boto3.session.Session()
-                self._client = _SESSION.client(
-                    "s3",
-                    endpoint_url=o.endpoint_url,
-                    region_name=o.region or "us-east-1",
-                    aws_access_key_id=o.access_key_id,
-                    aws_secret_access_key=secret,
-                    verify=verify,
-                    config=config,
-                )
-        return self._client
+    def _new_client(self) -> BaseClient:
+        """A client of the shared session; called with ``_SESSION_LOCK`` held."""
+        boto3 = import_optional("boto3", "s3")
+        from botocore.config import Config
+
+        o = self.options
+        config = Config(
+            connect_timeout=o.timeout,
+            read_timeout=o.timeout,
+            # The daemon retries with back-off; retrying here too would
+            # multiply the waits and hide the server's Retry-After.
+            retries={"mode": "standard", "total_max_attempts": 1},
+            s3={"addressing_style": o.addressing_style},
+            # boto3 >= 1.36 adds CRC checksum trailers that many
+            # S3-compatible stores reject; only send what S3 requires.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra="invoicesync",
+            # A keep-alive connection for each export thread (an account
+            # has at most 32); botocore's default of 10 would make the
+            # threads beyond it open and drop connections per request.
+            max_pool_connections=32,
+        )
+        verify: bool | str = str(o.verify_tls) if isinstance(o.verify_tls, Path) else o.verify_tls
+        secret = o.secret_access_key.get_secret_value() if o.secret_access_key else None
+        # One botocore session for all S3 targets: loading the service model
+        # costs ~0.3 s per session. Creating clients is not thread-safe
+        # (hence the lock the caller holds).
+        global _SESSION
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        return _SESSION.client(
+            "s3",
+            endpoint_url=o.endpoint_url,
+            region_name=o.region or "us-east-1",
+            aws_access_key_id=o.access_key_id,
+            aws_secret_access_key=secret,
+            verify=verify,
+            config=config,
+        )
 
     def _ref(self, key: str, version: str | None) -> str:
         ref = f"s3://{self.options.bucket}/{key}"

@@ -16,9 +16,12 @@ Design decisions, and why:
   the fix; as transient errors the engine backs off and the documents go out
   by themselves once the key or password is fixed (and ``check-config
   --connect`` reports the problem right away).
-* One SSH connection per target instance, guarded by a lock: the engine may
-  call :meth:`SftpTarget.export` from several threads and an SSH handshake
-  costs far more than an upload of a typical invoice.
+* A pool of SSH connections, one per export thread (an account exports on 4
+  threads by default, ``default_concurrency``): paramiko's SFTP client waits
+  for each reply, so one connection shared by the threads would serialise
+  them, and an SSH handshake costs far more than an upload of a typical
+  invoice, so each connection is kept for the whole run. New connections are
+  opened one at a time, so a refused login is tried once, not once per thread.
 """
 
 from __future__ import annotations
@@ -197,13 +200,17 @@ class SftpTarget(Target[SftpOptions]):
     Options = SftpOptions
     description = "SSH file server over SFTP (known_hosts checked, atomic replace)"
     requires: ClassVar[dict[str, str]] = {"paramiko": "invoicesync[sftp]"}
+    default_concurrency = 4
 
     def __init__(self, id: str, options: SftpOptions, context: Any) -> None:
         super().__init__(id, options, context)
+        # Guards the pool, the stale temporaries and the access error.
         self._lock = threading.Lock()
-        self._client: paramiko.SSHClient | None = None
-        self._sftp: paramiko.SFTPClient | None = None
-        # Folders known to exist on this connection: saves a round trip per upload.
+        # Held while opening a connection: one handshake (and one failed login) at a time.
+        self._connect_lock = threading.Lock()
+        # Connections not in use by an export right now, each alive when put back.
+        self._idle: list[_Session] = []
+        # Folders known to exist on the server: saves a round trip per upload.
         self._known_dirs: set[str] = set()
         self._posix_rename = True
         # Temporary files we could not remove because the connection broke;
@@ -240,46 +247,48 @@ class SftpTarget(Target[SftpOptions]):
 
     def check(self) -> None:
         """Connect (host key and credentials), create ``path`` and write a probe file there."""
+        self._drop()  # a fresh connection proves the credentials still work
         with self._lock:
-            self._drop()  # a fresh connection proves the credentials still work
             self._access_error = None
-            sftp = self._ensure()
-            probe = (
-                posixpath.join(self._root, f".invoicesync-check-{secrets.token_hex(6)}")
-                if self._root != "."
-                else f".invoicesync-check-{secrets.token_hex(6)}"
-            )
-            try:
-                self._makedirs(sftp, self._root)
-                with sftp.open(probe, "wb") as f:
-                    f.write(b"invoicesync write check\n")
-                sftp.remove(probe)
-            except ConnectorError:
-                raise
-            except Exception as exc:
-                raise self._classify(exc, f"writing a test file in {self._root!r}") from None
+        session = self._acquire()
+        probe = (
+            posixpath.join(self._root, f".invoicesync-check-{secrets.token_hex(6)}")
+            if self._root != "."
+            else f".invoicesync-check-{secrets.token_hex(6)}"
+        )
+        try:
+            self._makedirs(session.sftp, self._root)
+            with session.sftp.open(probe, "wb") as f:
+                f.write(b"invoicesync write check\n")
+            session.sftp.remove(probe)
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise self._classify(exc, f"writing a test file in {self._root!r}", session) from None
+        finally:
+            self._release(session)
 
     def export(self, item: ExportItem) -> ExportResult:
         """Upload to a temporary name, then rename over ``item.remote_name``."""
         final = self.remote_path(item.remote_name)
-        with self._lock:
-            sftp = self._ensure()
-            try:
-                self._upload(sftp, item, final)
-            except ConnectorError:
-                raise
-            except _LocalReadError as exc:
-                raise TransientError(
-                    f"reading the content of {item.document.id} failed: {exc}"
-                ) from None
-            except Exception as exc:
-                raise self._classify(exc, f"uploading {final!r}") from None
+        session = self._acquire()
+        try:
+            self._upload(session, item, final)
+        except ConnectorError:
+            raise
+        except _LocalReadError as exc:
+            raise TransientError(
+                f"reading the content of {item.document.id} failed: {exc}"
+            ) from None
+        except Exception as exc:
+            raise self._classify(exc, f"uploading {final!r}", session) from None
+        finally:
+            self._release(session)
         return ExportResult(remote_ref=final)
 
     def close(self) -> None:
-        """Close the SSH connection."""
-        with self._lock:
-            self._drop()
+        """Close the SSH connections (called when no export is running)."""
+        self._drop()
 
     # -- connection -----------------------------------------------------------
 
@@ -319,25 +328,39 @@ class SftpTarget(Target[SftpOptions]):
                 f"unsupported key format): {exc}"
             ) from None
 
-    def _ensure(self) -> paramiko.SFTPClient:
-        """The open SFTP session, (re)connecting when there is none or it died."""
-        if self._sftp is not None and self._client is not None:
-            transport = self._client.get_transport()
-            if transport is not None and transport.is_active():
-                return self._sftp
-            self._drop()
-        if self._access_error is not None:
-            since, error = self._access_error
-            if time.monotonic() - since < ACCESS_RETRY_S:
-                raise SftpAccessError(str(error))
-            self._access_error = None
-        try:
-            return self._connect()
-        except SftpAccessError as exc:
-            self._access_error = (time.monotonic(), exc)
-            raise
+    def _acquire(self) -> _Session:
+        """A live connection for this thread alone: an idle one, else a new one."""
+        with self._lock:
+            while self._idle:
+                session = self._idle.pop()
+                if session.alive():
+                    return session
+                session.close()
+        with self._connect_lock:
+            with self._lock:
+                if self._access_error is not None:
+                    since, error = self._access_error
+                    if time.monotonic() - since < ACCESS_RETRY_S:
+                        raise SftpAccessError(str(error))
+                    self._access_error = None
+            try:
+                session = self._connect()
+            except SftpAccessError as exc:
+                with self._lock:
+                    self._access_error = (time.monotonic(), exc)
+                raise
+        self._remove_stale(session)
+        return session
 
-    def _connect(self) -> paramiko.SFTPClient:
+    def _release(self, session: _Session) -> None:
+        """Give a connection back to the pool, or close it if it broke."""
+        if session.alive():
+            with self._lock:
+                self._idle.append(session)
+        else:
+            session.close()
+
+    def _connect(self) -> _Session:
         pm = _paramiko()
         o = self.options
         client = pm.SSHClient()
@@ -407,24 +430,17 @@ class SftpTarget(Target[SftpOptions]):
             raise TransientError(
                 f"cannot connect to {self._host_label()}: {_describe(exc)}"
             ) from None
-        self._client, self._sftp = client, sftp
-        self._known_dirs.clear()
-        self._remove_stale(sftp)
-        return sftp
+        return _Session(client, sftp)
 
     def _drop(self) -> None:
-        client, self._client, self._sftp = self._client, None, None
-        self._known_dirs.clear()
-        if client is not None:
-            # Closing a broken connection may fail too; there is nothing left to do then.
-            with contextlib.suppress(Exception):
-                client.close()
+        """Close every idle connection and forget the folders (a new run starts afresh)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._known_dirs.clear()
+        for session in idle:
+            session.close()
 
-    def _alive(self) -> bool:
-        transport = self._client.get_transport() if self._client is not None else None
-        return transport is not None and transport.is_active()
-
-    def _classify(self, exc: BaseException, doing: str) -> ConnectorError:
+    def _classify(self, exc: BaseException, doing: str, session: _Session) -> ConnectorError:
         """Turn a paramiko/socket error into the engine's transient/permanent kinds."""
         where = self._host_label()
         if isinstance(exc, OSError) and not isinstance(exc, (socket.timeout, ConnectionError)):
@@ -435,10 +451,10 @@ class SftpTarget(Target[SftpOptions]):
             if exc.errno == errno.ENOENT:
                 self._known_dirs.clear()  # a folder vanished under us
                 return TransientError(f"no such file or folder {doing} on {where}")
-            if self._alive():
+            if session.alive():
                 # "Failure" is SFTP's catch-all (disk full, quota...): worth a retry.
                 return TransientError(f"server error {doing} on {where}: {_describe(exc)}")
-        self._drop()
+        session.close()  # not given back to the pool
         return TransientError(f"connection to {where} lost {doing}: {_describe(exc)}")
 
     # -- upload ---------------------------------------------------------------
@@ -470,7 +486,8 @@ class SftpTarget(Target[SftpOptions]):
                 )
         self._known_dirs.add(folder)
 
-    def _upload(self, sftp: paramiko.SFTPClient, item: ExportItem, final: str) -> None:
+    def _upload(self, session: _Session, item: ExportItem, final: str) -> None:
+        sftp = session.sftp
         parent, name = posixpath.split(final)
         self._makedirs(sftp, parent)
         temp = posixpath.join(parent, _temp_name(name)) if parent else _temp_name(name)
@@ -491,7 +508,7 @@ class SftpTarget(Target[SftpOptions]):
                     remote.chmod(self.options.mode)
             self._rename(sftp, temp, final)
         except BaseException:
-            self._remove_temp(sftp, temp)
+            self._remove_temp(session, temp)
             raise
 
     def _rename(self, sftp: paramiko.SFTPClient, temp: str, final: str) -> None:
@@ -516,28 +533,50 @@ class SftpTarget(Target[SftpOptions]):
                     raise
             sftp.rename(temp, final)
 
-    def _remove_temp(self, sftp: paramiko.SFTPClient, temp: str) -> None:
-        if not self._alive():
-            self._stale.add(temp)
-            return
-        try:
-            sftp.remove(temp)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                self._stale.add(temp)
-        except Exception:
+    def _remove_temp(self, session: _Session, temp: str) -> None:
+        if session.alive():
+            try:
+                session.sftp.remove(temp)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return
+            except Exception:
+                pass
+        with self._lock:
             self._stale.add(temp)
 
-    def _remove_stale(self, sftp: paramiko.SFTPClient) -> None:
-        for temp in sorted(self._stale):
+    def _remove_stale(self, session: _Session) -> None:
+        """Remove the temporaries broken connections left, through a new connection."""
+        with self._lock:
+            stale = sorted(self._stale)
+        for temp in stale:
             try:
-                sftp.remove(temp)
+                session.sftp.remove(temp)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
                     continue
             except Exception:
                 continue
-            self._stale.discard(temp)
+            with self._lock:
+                self._stale.discard(temp)
+
+
+class _Session:
+    """One SSH connection and its SFTP channel, used by one export at a time."""
+
+    def __init__(self, client: paramiko.SSHClient, sftp: paramiko.SFTPClient) -> None:
+        self.client = client
+        self.sftp = sftp
+
+    def alive(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def close(self) -> None:
+        # Closing a broken connection may fail too; there is nothing left to do then.
+        with contextlib.suppress(Exception):
+            self.client.close()
 
 
 def _open_socket(host: str, port: int, timeout: float) -> socket.socket:

@@ -14,6 +14,12 @@ recorded names, never anything else in the folder.
 
 XML request bodies carry ``Content-Type: application/xml; charset=utf-8``
 (RFC 4918 section 8.2): lighttpd's mod_webdav answers 415 without it.
+
+An account exports through 8 threads by default (``default_concurrency``):
+each upload waits on several round trips, which overlap well. The threads
+share one HTTP client whose keep-alive pool holds a connection per thread, and
+the set of folders known to exist (each folder is created once per run, one
+MKCOL at a time).
 """
 
 from __future__ import annotations
@@ -126,14 +132,23 @@ class WebDAVTarget(Target[WebDAVOptions]):
     type_name = "webdav"
     Options = WebDAVOptions
     description = "WebDAV folder (Nextcloud, ownCloud, any RFC 4918 server)"
+    default_concurrency = 8
 
     def __init__(self, id: str, options: WebDAVOptions, context: Any) -> None:
         super().__init__(id, options, context)
         self._base = [p for p in options.path.split("/") if p]
         self._known_dirs: set[tuple[str, ...]] = set()
+        # One MKCOL at a time: the threads of a run would otherwise all create
+        # the same new folder at once (harmless, but a burst of 405s and
+        # PROPFINDs; some servers answer such races with 409 or 500).
+        self._mkcol_lock = threading.Lock()
         self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self._journal = Path(context.state_dir) / "temporaries"
         self._swept = False
+        # Held during the sweep: the other threads wait for it, or it could
+        # take their fresh journal entries for leftovers and delete their uploads.
+        self._sweep_lock = threading.Lock()
 
     # -- public API -----------------------------------------------------------
 
@@ -206,23 +221,32 @@ class WebDAVTarget(Target[WebDAVOptions]):
 
     @property
     def client(self) -> httpx.Client:
-        if self._client is None:
-            o = self.options
-            verify: bool | str = (
-                str(o.verify_tls) if isinstance(o.verify_tls, Path) else o.verify_tls
-            )
-            auth = None
-            if o.username:
-                secret = o.password.get_secret_value() if o.password else ""
-                auth = httpx.BasicAuth(o.username, secret)
-            self._client = httpx.Client(
-                auth=auth,
-                verify=verify,
-                timeout=httpx.Timeout(o.timeout),
-                follow_redirects=False,
-                headers={"User-Agent": "invoicesync-webdav"},
-            )
-        return self._client
+        client = self._client
+        if client is not None:
+            return client
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
+
+    def _new_client(self) -> httpx.Client:
+        o = self.options
+        verify: bool | str = str(o.verify_tls) if isinstance(o.verify_tls, Path) else o.verify_tls
+        auth = None
+        if o.username:
+            secret = o.password.get_secret_value() if o.password else ""
+            auth = httpx.BasicAuth(o.username, secret)
+        # httpx.Client is thread-safe; its pool keeps one keep-alive
+        # connection per export thread (up to the 32 an account may have),
+        # so no upload pays for a new TCP (and TLS) handshake.
+        return httpx.Client(
+            auth=auth,
+            verify=verify,
+            timeout=httpx.Timeout(o.timeout),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            follow_redirects=False,
+            headers={"User-Agent": "invoicesync-webdav"},
+        )
 
     def _url(self, parts: list[str]) -> str:
         # Every component is percent-encoded whole: '/', '%', '#', '?' inside a
@@ -282,6 +306,12 @@ class WebDAVTarget(Target[WebDAVOptions]):
 
     def _ensure_dirs(self, folder: tuple[str, ...]) -> None:
         """MKCOL each missing folder level, top-down, remembering what exists."""
+        if not folder or folder in self._known_dirs:
+            return  # the usual case: no lock, no request
+        with self._mkcol_lock:
+            self._make_dirs(folder)
+
+    def _make_dirs(self, folder: tuple[str, ...]) -> None:
         for depth in range(1, len(folder) + 1):
             prefix = folder[:depth]
             if prefix in self._known_dirs:
@@ -371,7 +401,12 @@ class WebDAVTarget(Target[WebDAVOptions]):
         """
         if self._swept:
             return
-        self._swept = True
+        with self._sweep_lock:
+            if not self._swept:
+                self._sweep()
+                self._swept = True
+
+    def _sweep(self) -> None:
         try:
             entries = sorted(self._journal.iterdir())
         except FileNotFoundError:

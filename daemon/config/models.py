@@ -305,7 +305,13 @@ class ExportConfig(Model):
     restrictions: RestrictionsConfig | None = None
     on_update: OnUpdate = OnUpdate.EXPORT
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    concurrency: int = Field(1, ge=1, le=32, description="Documents exported in parallel.")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="Documents exported in parallel (1-32); unset: the target type's default "
+        "(1 for folder and email, 8 for webdav and rclone, 4 for sftp, 16 for s3).",
+    )
     duplicates: Duplicates = Field(
         Duplicates.SKIP,
         description="Documents marked duplicate_of another (the same invoice from another "
@@ -318,6 +324,19 @@ class ExportConfig(Model):
         "(CON, con.txt, COM1), no trailing dots or spaces, none of <>:\"|?*. For targets "
         "that are case-insensitive (Windows shares, macOS, many Nextcloud back-ends).",
     )
+
+    def workers(self, target_default: object = 1) -> int:
+        """Threads for one export run: ``concurrency`` when set, else the target's default.
+
+        ``target_default`` is the target class's ``default_concurrency`` (plugin
+        API 1.3); a plugin's odd value (not an int, out of range) is clamped to
+        1..32 rather than trusted.
+        """
+        if self.concurrency is not None:
+            return self.concurrency
+        if not isinstance(target_default, int) or isinstance(target_default, bool):
+            return 1
+        return max(1, min(32, target_default))
 
 
 WEB_MODULES = ("starlette", "jinja2", "uvicorn", "prometheus_client")

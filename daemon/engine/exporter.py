@@ -373,7 +373,9 @@ def _run_export(
             summary.excluded_by.update(pushed)
             summary.counts["excluded"] += sum(pushed.values())
         actions = plan(rt, account, now, target.sanitize_component)
-        if account.concurrency <= 1 or rt.dry_run:
+        # Unset, the account uses its target type's default (plugin API 1.3).
+        workers = account.workers(getattr(target, "default_concurrency", 1))
+        if workers <= 1 or rt.dry_run:
             for action in actions:
                 if rt.stop.is_set():
                     summary.error = "interrupted by shutdown"
@@ -382,7 +384,7 @@ def _run_export(
                 if progress:
                     progress(1)
         else:
-            _run_concurrently(run, actions, account.concurrency, progress)
+            _run_concurrently(run, actions, workers, progress)
     except _AbortRun as exc:
         summary.error = str(exc)
         log.error("connector.error", error=str(exc), transient=True)

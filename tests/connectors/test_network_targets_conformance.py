@@ -174,8 +174,14 @@ class _RcloneConformance(_LocalTreeFixtures, TargetConformance):
         local_root: Path,
         tmp_path: Path,
     ) -> RcloneTarget:
+        # One rclone process per step; the persistent (default) mode has its own class below.
         options = RcloneOptions.model_validate(
-            {"remote": place[0], "config": str(rclone_remotes.config), "timeout": 10}
+            {
+                "remote": place[0],
+                "config": str(rclone_remotes.config),
+                "timeout": 10,
+                "persistent": False,
+            }
         )
         return RcloneTarget("rc", options, make_context(tmp_path / "state"))
 

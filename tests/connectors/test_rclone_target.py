@@ -210,7 +210,20 @@ def test_unknown_remote_is_permanent(rclone_remotes: RcloneRemotes, tmp_path: Pa
         t.check()
 
 
-def test_wrong_webdav_password_is_permanent(rclone_remotes: RcloneRemotes, tmp_path: Path) -> None:
+#: The errors are classified alike in both modes: rclone rcd (the default) and
+#: one rclone process per step (``persistent: false``).
+both_modes = pytest.mark.parametrize("persistent", [False, True], ids=["cli", "rcd"])
+
+
+def test_default_mode_is_one_rclone_rcd(tmp_path: Path) -> None:
+    assert make(tmp_path, remote="loc:/x").options.persistent is True
+    assert RcloneTarget.default_concurrency == 8
+
+
+@both_modes
+def test_wrong_webdav_password_is_permanent(
+    rclone_remotes: RcloneRemotes, tmp_path: Path, persistent: bool
+) -> None:
     secret = "wrong-password-42"
     config = write_config(
         tmp_path / "bad.conf",
@@ -225,13 +238,15 @@ def test_wrong_webdav_password_is_permanent(rclone_remotes: RcloneRemotes, tmp_p
             }
         },
     )
-    t = make(tmp_path, remote="dav:x", config=config)
+    t = make(tmp_path, remote="dav:x", config=config, persistent=persistent)
     with pytest.raises(PermanentError) as caught:
         t.check()
+    t.close()
     assert "401" in str(caught.value) or "nauthori" in str(caught.value)
     assert secret not in str(caught.value)
 
 
+@both_modes
 @pytest.mark.parametrize(("status", "error"), [(503, TransientError), (403, PermanentError)])
 def test_webdav_server_errors_are_classified(
     fault_server: FaultServer,
@@ -239,6 +254,7 @@ def test_webdav_server_errors_are_classified(
     tmp_path: Path,
     status: int,
     error: type[Exception],
+    persistent: bool,
 ) -> None:
     fault_server.set(status)
     config = write_config(
@@ -246,12 +262,16 @@ def test_webdav_server_errors_are_classified(
         rclone_remotes.program,
         {"f": {"type": "webdav", "url": fault_server.url, "vendor": "other"}},
     )
-    t = make(tmp_path, remote="f:x", config=config)
+    t = make(tmp_path, remote="f:x", config=config, persistent=persistent)
     with pytest.raises(error, match=str(status)):
         t.export(item(tmp_path, b"x", "a.pdf"))
+    t.close()
 
 
-def test_connection_refused_is_transient(rclone_remotes: RcloneRemotes, tmp_path: Path) -> None:
+@both_modes
+def test_connection_refused_is_transient(
+    rclone_remotes: RcloneRemotes, tmp_path: Path, persistent: bool
+) -> None:
     from helpers import free_port
 
     config = write_config(
@@ -259,12 +279,15 @@ def test_connection_refused_is_transient(rclone_remotes: RcloneRemotes, tmp_path
         rclone_remotes.program,
         {"f": {"type": "webdav", "url": f"http://127.0.0.1:{free_port()}/", "vendor": "other"}},
     )
+    t = make(tmp_path, remote="f:x", config=config, persistent=persistent)
     with pytest.raises(TransientError, match="connection refused"):
-        make(tmp_path, remote="f:x", config=config).check()
+        t.check()
+    t.close()
 
 
-def test_missing_program_is_permanent(tmp_path: Path) -> None:
-    t = make(tmp_path, remote="loc:/x", rclone="/nonexistent/rclone")
+@both_modes
+def test_missing_program_is_permanent(tmp_path: Path, persistent: bool) -> None:
+    t = make(tmp_path, remote="loc:/x", rclone="/nonexistent/rclone", persistent=persistent)
     with pytest.raises(PermanentError, match="apt-get install rclone"):
         t.check()
 

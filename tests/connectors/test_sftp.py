@@ -239,11 +239,12 @@ def test_connection_lost_mid_upload_then_retry_gives_one_file(
     item = make_item(tmp_path, CONTENT)
     try:
         target.export(old)
+        # The connection the next export takes from the pool (the only one).
+        (session,) = target._idle
 
         def cut() -> None:
             # Kill the TCP connection under paramiko, as a network failure would.
-            assert target._client is not None
-            transport = target._client.get_transport()
+            transport = session.client.get_transport()
             assert transport is not None
             transport.sock.shutdown(2)
 
@@ -356,12 +357,12 @@ def test_rename_fallback_when_server_lacks_posix_rename(sshd: SshServer, tmp_pat
     target = make_target(sshd, tmp_path)
     try:
         target.export(make_item(tmp_path, b"one"))
-        assert target._sftp is not None
+        (session,) = target._idle
 
         def unsupported(old: str, new: str) -> None:
             raise OSError("Operation unsupported")
 
-        target._sftp.posix_rename = unsupported  # type: ignore[method-assign]
+        session.sftp.posix_rename = unsupported  # type: ignore[method-assign]
         target.export(make_item(tmp_path, b"two"))
         target.export(make_item(tmp_path, b"three"))
     finally:
@@ -377,8 +378,8 @@ def test_reconnects_after_the_server_dropped_an_idle_connection(
     target = make_target(sshd, tmp_path)
     try:
         target.export(make_item(tmp_path, b"one", remote_name="a.pdf"))
-        assert target._client is not None
-        target._client.close()  # as if the server had closed it
+        (session,) = target._idle
+        session.client.close()  # as if the server had closed it
         target.export(make_item(tmp_path, b"two", remote_name="b.pdf"))
     finally:
         target.close()

@@ -101,6 +101,18 @@ def test_connector_class_attributes_stay() -> None:
             assert name in declared, f"{cls.__name__}.{name}"
 
 
+#: Class attributes of export targets only, with their API version.
+PUBLISHED_TARGET_ATTRIBUTES = {"default_concurrency": "1.3"}
+
+
+def test_target_class_attributes_stay() -> None:
+    declared = {n for k in api.Target.__mro__ for n in getattr(k, "__annotations__", {})}
+    for name in PUBLISHED_TARGET_ATTRIBUTES:
+        assert name in declared, f"Target.{name}"
+    # A 1.2 plugin's target, which never heard of it, exports one document at a time.
+    assert api.Target.default_concurrency == 1
+
+
 def test_the_api_version_is_major_dot_minor() -> None:
     major, minor = api.PLUGIN_API_VERSION.split(".")
     assert major == "1" and minor.isdigit()
