@@ -288,7 +288,7 @@ class Catalog:
         earlier one is marked ``duplicate_of`` it, in the same transaction.
         """
         staged = self._staged(source_id, item, now, derived, self.blobs.put)
-        return self._store_staged(staged, save_cursor=True)
+        return self._store_staged(staged)
 
     def batch(self, source_id: str, *, documents: int | None = None) -> ImportBatch:
         """A group commit of ``source_id``'s documents (see :class:`ImportBatch`),
@@ -316,14 +316,14 @@ class Catalog:
         meta["business_key"] = business_key(item.metadata)
         return StagedDocument(source_id, doc_id, item, sha, size, media_type, meta, now)
 
-    def _store_staged(self, staged: StagedDocument, *, save_cursor: bool) -> ImportOutcome:
+    def _store_staged(self, staged: StagedDocument) -> ImportOutcome:
         """One document in a transaction of its own, started over when it
         loses a race with another writer (see :meth:`store`)."""
         for attempt in range(1, self.STORE_ATTEMPTS + 1):
             try:
                 with self.engine.begin() as conn:
                     outcome = self._write(conn, staged)
-                    if save_cursor and staged.item.cursor is not None:
+                    if staged.item.cursor is not None:
                         self._save_cursor(conn, staged.source_id, staged.item.cursor, staged.now)
                 return outcome
             except sa.exc.IntegrityError:
@@ -767,7 +767,7 @@ class ImportBatch:
                 results.append(failed[entry.sha])
             else:
                 try:
-                    results.append(catalog._store_staged(entry, save_cursor=True))
+                    results.append(catalog._store_staged(entry))
                 except DOCUMENT_ERRORS as exc:
                     results.append(exc)
         return results
