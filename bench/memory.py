@@ -24,15 +24,27 @@ compare installations on the same corpus in one run. What to look at: peak
 RSS per phase across N (flat or growing), and the no-op ratios to rsync.
 ``--profile DIR`` runs the no-op ``sync`` of the last installation once more
 under cProfile at each N (``DIR/noop-N.prof``) and prints its top functions.
+
+``--synthetic`` (for N too large to import in the time at hand, e.g. 1,000,000)
+skips the first sync: each installation imports and exports ONE file of the
+corpus for real (a template), then the state is filled directly with one
+catalog row, one revision and one ``exported`` ledger row per file, copied
+from the template's with the file's own name, size and fingerprint (in the
+template's fingerprint format, found by reproducing it from the file's stat)
+and a stand-in SHA-256 (no blob is written: a no-op reads none). The no-op
+``sync`` and ``sync --no-fetch`` then run on a state of N documents exactly
+as after a first sync; the first-sync column shows the template run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pstats
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,6 +65,87 @@ def generate_tiny(root: Path, count: int, folders: int, size: int, seed: int = 1
         head = f"%PDF-1.4\n% tiny {index}\n".encode()
         body = rng.randbytes(max(size - len(head) - 6, 0))
         (dirs[index % folders] / f"invoice-{index:07d}.pdf").write_bytes(head + body + b"\n%%EOF")
+
+
+def _formats(st: os.stat_result) -> list[str]:
+    """The folder source's fingerprint formats without sidecar: before and after issue 13."""
+    return [
+        f"{st.st_size}:{st.st_mtime_ns}",
+        f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}",
+    ]
+
+
+def synthesize(work: Path, exe: Path) -> Measure:
+    """Import + export one file for real, then fill the state with every other file (see docs)."""
+    corpus = work / "corpus"
+    files = sorted(p for p in corpus.rglob("*") if p.is_file())
+    hidden = work / "held-back"
+    shutil.rmtree(hidden, ignore_errors=True)
+    # The template run sees one file: move the others aside (a rename per folder).
+    hidden.mkdir()
+    template = files[0]
+    for folder in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        folder.rename(hidden / folder.name)
+    (corpus / template.parent.name).mkdir()
+    (hidden / template.parent.name / template.name).rename(template)
+    config = work / "invoicesync.yaml"
+    first = timed([str(exe), "--config", str(config), "--log-level", "warning", "sync"])
+    imported_stat = template.stat()  # moving it back changes its ctime
+    template.rename(hidden / template.parent.name / template.name)
+    (corpus / template.parent.name).rmdir()
+    for folder in sorted(hidden.iterdir()):
+        folder.rename(corpus / folder.name)
+    hidden.rmdir()
+
+    db = sqlite3.connect(work / "state" / "catalog.sqlite3")
+    db.row_factory = sqlite3.Row
+    doc = dict(db.execute("SELECT * FROM documents").fetchone())
+    rev = dict(db.execute("SELECT * FROM document_revisions").fetchone())
+    led = dict(db.execute("SELECT * FROM ledger").fetchone())
+    style = next(i for i, f in enumerate(_formats(imported_stat)) if f == doc["fingerprint"])
+    docs, revs, leds = [], [], []
+    for path in files:
+        rel = path.relative_to(corpus).as_posix()
+        st = path.stat()
+        # The template keeps its real hash (its content is in the blob store).
+        sha = doc["sha256"] if path == template else hashlib.sha256(rel.encode()).hexdigest()
+        doc_id = f"{doc['source']}/{rel}"
+        docs.append(
+            {
+                **doc,
+                "id": doc_id,
+                "external_id": rel,
+                "filename": path.name,
+                "size": st.st_size,
+                "sha256": sha,
+                "fingerprint": _formats(st)[style],
+            }
+        )
+        revs.append(
+            {**rev, "document_id": doc_id, "sha256": sha, "size": st.st_size, "filename": path.name}
+        )
+        leds.append(
+            {
+                **led,
+                "document_id": doc_id,
+                "sha256": sha,
+                "exported_sha256": sha,
+                "remote_name": path.name,
+            }
+        )
+    with db:
+        db.execute("DELETE FROM ledger")
+        db.execute("DELETE FROM document_revisions")
+        db.execute("DELETE FROM documents")
+        for table, rows in (("documents", docs), ("document_revisions", revs), ("ledger", leds)):
+            cols = list(rows[0])
+            db.executemany(
+                f"INSERT INTO {table} ({', '.join(cols)}) "
+                f"VALUES ({', '.join(':' + c for c in cols)})",
+                rows,
+            )
+    db.close()
+    return first
 
 
 def cell(m: Measure) -> str:
@@ -76,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         metavar="LABEL=PATH",
         help="an invoicesync executable to measure (repeatable; default: this venv's)",
+    )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="fill the state directly instead of a first sync (see the docs)",
     )
     parser.add_argument("--profile", type=Path, metavar="DIR", help="cProfile the no-op sync")
     parser.add_argument("--workdir", type=Path, help="parent of the temporary folder")
@@ -111,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(work / "out-invoicesync", ignore_errors=True)
                 base = [str(exe), "--config", str(config), "--log-level", "warning"]
                 m = {
-                    "first": timed([*base, "sync"]),
+                    "first": synthesize(work, exe) if args.synthetic else timed([*base, "sync"]),
                     "noop": timed([*base, "sync"]),
                     "export-only": timed([*base, "sync", "--no-fetch"]),
                 }

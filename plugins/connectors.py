@@ -220,6 +220,15 @@ class ExportResult:
 class Target(_Connector[OptionsT]):
     """A connector that exports documents to a remote place."""
 
+    defers_durability: ClassVar[bool] = False
+    """True when :meth:`export` may return before the document is durable
+    (written to the page cache, say, but not fsync'ed), leaving that to one
+    :meth:`barrier` for many documents (group commit). The engine then never
+    records a document as exported before a ``barrier()`` that followed its
+    ``export()`` has returned. The default, ``False``, means each ``export()``
+    is durable when it returns (a server confirmed the upload), and
+    ``barrier()`` is never needed. Added in plugin API 1.3."""
+
     default_concurrency: ClassVar[int] = 1
     """How many documents the engine exports through this target at once when
     the account leaves ``concurrency:`` unset (plugin API 1.3).
@@ -238,6 +247,24 @@ class Target(_Connector[OptionsT]):
         file atomically (a reader never sees half a file) and leaves no
         duplicate. Raise TransientError when a retry may succeed and
         PermanentError when the remote side refuses the document for good.
+        With :attr:`defers_durability` the write need not be durable yet;
+        :meth:`barrier` makes it so.
+        """
+
+    def barrier(self) -> None:
+        """Make everything :meth:`export` wrote so far durable (API 1.3).
+
+        It must cover every ``export()`` that returned before it was called;
+        exports still running on other threads belong to the next barrier.
+        The engine calls it once per batch of exported documents, from the
+        thread that commits the batch, before it records them as exported,
+        and only when :attr:`defers_durability` is true. A target with
+        :attr:`defers_durability` flushes here (``syncfs``, fsyncs, a
+        server's commit); raise TransientError if that fails: the batch's
+        documents are then recorded as failed and exported again later under
+        the same names. The default does nothing (each export is already
+        durable). Code that calls ``export()`` outside the engine must call
+        ``barrier()`` too before it relies on the documents.
         """
 
     def sanitize_component(self, component: str) -> str:

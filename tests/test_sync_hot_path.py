@@ -19,7 +19,7 @@ from invoicesync.connectors_builtin.folder.target import FolderTarget, FolderTar
 from invoicesync.daemon.storage.blobs import BlobStore
 from invoicesync.daemon.storage.catalog import Catalog
 from invoicesync.daemon.storage.database import open_database
-from invoicesync.daemon.storage.ledger import Ledger, LedgerState
+from invoicesync.daemon.storage.ledger import Ledger, LedgerState, NameTaken
 from invoicesync.plugins import ConnectorContext, Document, ExportItem, SourceDocument
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -121,3 +121,29 @@ def test_folder_target_recreates_a_root_removed_between_exports(tmp_path: Path) 
     target.export(_item(tmp_path, "a/2.pdf"))
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.pdf")) == ["a/2.pdf"]
     assert (root / "a" / "2.pdf").read_bytes() == b"a/2.pdf"
+
+
+def test_a_batch_of_reservations_decides_as_one_by_one_would(ledger: Ledger) -> None:
+    ledger.reserve("acc", "p/a", 1, "sha-a", "x.pdf", NOW)
+    with ledger.transaction() as tx:
+        tx.prefetch_holders("acc", ["x.pdf", "y.pdf"])
+        # p/a moves to y.pdf: x.pdf is free again for p/b within the batch.
+        assert tx.reserve_free("acc", "p/a", 2, "sha-a2", ["y.pdf"], NOW, holds="x.pdf") == "y.pdf"
+        assert tx.reserve_free("acc", "p/b", 1, "sha-b", ["x.pdf"], NOW, new=True) == "x.pdf"
+        # p/c (new) finds x.pdf held by p/b, whose row is not even written yet.
+        got = tx.reserve_free("acc", "p/c", 1, "sha-c", ["x.pdf", "x_2.pdf"], NOW, new=True)
+        assert got == "x_2.pdf"
+    names = {e.document_id: (e.remote_name, e.state) for e in ledger.entries("acc")}
+    assert names == {
+        "p/a": ("y.pdf", LedgerState.EXPORTING),
+        "p/b": ("x.pdf", LedgerState.EXPORTING),
+        "p/c": ("x_2.pdf", LedgerState.EXPORTING),
+    }
+
+
+def test_a_clash_in_a_batch_undoes_the_whole_batch(ledger: Ledger) -> None:
+    ledger.reserve("acc", "p/a", 1, "sha-a", "x.pdf", NOW)
+    with pytest.raises(NameTaken), ledger.transaction() as tx:
+        tx.reserve("acc", "p/b", 1, "sha-b", "y.pdf", NOW, new=True)
+        tx.reserve("acc", "p/c", 1, "sha-c", "x.pdf", NOW, new=True)  # told wrong: it is held
+    assert [e.document_id for e in ledger.entries("acc")] == ["p/a"]

@@ -166,7 +166,7 @@ class _Dir:
     rel: str  # POSIX path relative to the root, "" for the root itself
     fd: int  # the folder's own handle: every name below is opened relative to it
     entries: list[os.DirEntry[str]]
-    by_name: dict[str, os.DirEntry[str]]
+    by_name: dict[str, os.DirEntry[str]]  # empty when no .json file is here (no sidecars)
     claimed: set[str]  # .json names that are sidecars of some file here
     position: int = 0
 
@@ -297,13 +297,17 @@ class FolderSource(Source[FolderSourceOptions]):
         except BaseException:
             os.close(fd)
             raise
-        by_name = {e.name: e for e in entries}
+        # Sidecars are .json files: a folder without any (the common bulk
+        # case) needs no name index and no claims, per file or in memory.
+        by_name: dict[str, os.DirEntry[str]] = {}
         claimed: set[str] = set()
-        for e in entries:
-            # Only files claim sidecars: a folder "2025" does not make
-            # "2025.json" a sidecar. (is_dir uses the d_type readdir gave.)
-            if not e.name.endswith(".json") and not e.is_dir():
-                claimed.update(_sidecar_names(e.name))
+        if any(e.name.endswith(".json") for e in entries):
+            by_name = {e.name: e for e in entries}
+            for e in entries:
+                # Only files claim sidecars: a folder "2025" does not make
+                # "2025.json" a sidecar. (is_dir uses the d_type readdir gave.)
+                if not e.name.endswith(".json") and not e.is_dir():
+                    claimed.update(_sidecar_names(e.name))
         return _Dir(rel, fd, entries, by_name, claimed)
 
     def _walk(self, root: Root, tracker: StabilityTracker | None) -> Iterator[Item]:
@@ -406,7 +410,13 @@ class FolderSource(Source[FolderSourceOptions]):
         if known(rel) != fingerprint:
             return None
         return SourceDocument(
-            external_id=rel, filename=entry.name, content=b"", fingerprint=fingerprint
+            external_id=rel,
+            filename=entry.name,
+            content=b"",
+            # One shared (frozen) placeholder: building a model per file would
+            # cost more than the rest of this path.
+            metadata=_PLACEHOLDER,
+            fingerprint=fingerprint,
         )
 
     def _enter(
@@ -599,8 +609,10 @@ class FolderSource(Source[FolderSourceOptions]):
 
     @staticmethod
     def _find_sidecar(name: str, folder: _Dir) -> os.DirEntry[str] | None:
-        if name.endswith(".json"):
-            return None  # JSON documents have no sidecars (see the module docs)
+        if not folder.by_name or name.endswith(".json"):
+            # No .json file in the folder; or a JSON document, which has no
+            # sidecar (see the module docs).
+            return None
         for candidate in _sidecar_names(name):
             entry = folder.by_name.get(candidate)
             if entry is not None and not entry.is_dir():
@@ -616,6 +628,9 @@ def _walk_order(entry: os.DirEntry[str]) -> str:
         is_dir = False
     return f"{entry.name}/" if is_dir else entry.name
 
+
+_PLACEHOLDER = DocumentMetadata()
+"""The metadata of an unchanged file's placeholder (never read: see ``_unchanged``)."""
 
 _MAX_FINGERPRINT = 200
 """The catalog's column width: a longer fingerprint is stored as its hash."""

@@ -1,11 +1,19 @@
 """The ``folder`` target: export documents into a local directory tree.
 
 Every write is atomic: the content goes to a hidden temporary file in the
-destination folder (``.<name>.invoicesync-tmp-<random>``), is flushed and
-fsync'ed, then renamed over the final name with ``os.replace``, and the folder
-itself is fsync'ed so the rename survives a power cut. A reader therefore sees
-either the old file or the complete new one, never half a file, and exporting
-the same name again replaces it (idempotent).
+destination folder (``.<name>.invoicesync-tmp-<random>``), then is renamed
+over the final name with ``os.replace``. A reader therefore sees either the
+old file or the complete new one, never half a file, and exporting the same
+name again replaces it (idempotent).
+
+Durability is group-committed (plugin API 1.3, ``defers_durability``): an
+export does not fsync a new file or its folder; :meth:`FolderTarget.barrier`,
+which the engine calls once per batch before it records the batch as
+exported, makes them durable with one ``syncfs`` per file system touched (or,
+where there is no ``syncfs``, an fsync of each file and folder written). A
+file that *replaces* an earlier one is still fsync'ed before its rename, so
+even a power cut never leaves a broken file where a good one was. With the
+option ``fsync: false`` nothing is fsync'ed at all.
 
 A process killed in the middle of a write (kill -9, power loss) can leave a
 temporary file behind; :func:`cleanup_temp_files` removes those, and the
@@ -23,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import secrets
@@ -32,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from invoicesync.plugins import (
     MAX_COMPONENT_BYTES,
@@ -73,6 +80,37 @@ _PERMANENT_ERRNOS = frozenset(
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
+# Errors of copy_file_range that mean "not between these two files": copy by
+# reading and writing instead.
+_NO_COPY_RANGE = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM, errno.EBADF}
+)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs(fd)`` (Linux), or None where there is none."""
+    if not hasattr(os, "copy_file_range"):  # a Linux-only call: not Linux
+        return None
+    import ctypes  # only where it is used: a barrier, once per process
+
+    try:
+        func = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+
+    def syncfs(fd: int) -> int:
+        if func(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        return 0
+
+    return syncfs
+
+
+_SYNCFS: list[Callable[[int], int] | None] = []  # loaded on the first barrier
+
 
 class FolderTargetOptions(ConnectorOptions):
     """Options of the ``folder`` target."""
@@ -83,7 +121,10 @@ class FolderTargetOptions(ConnectorOptions):
     )
     fsync: bool = Field(
         default=True,
-        description="fsync files and folders (turn off only for throw-away exports).",
+        description=(
+            "Make exports durable (one syncfs or fsyncs per batch); "
+            "turn off only for throw-away exports."
+        ),
     )
 
 
@@ -148,8 +189,49 @@ class FolderTarget(Target[FolderTargetOptions]):
     type_name = "folder"
     Options = FolderTargetOptions
     description = "A local folder (atomic writes, optional JSON sidecars)"
+    defers_durability = True
     _resolved_root: str | None = None
     _started: float | None = None  # when this instance (this run) first used its root
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the next barrier must make durable, from any export thread:
+        # one open folder per file system (for syncfs), and the paths of the
+        # files and folders written (for fsyncs where there is no syncfs).
+        self._dirty_lock = threading.Lock()
+        self._dirty_fs: dict[int, int] = {}
+        self._dirty_paths: list[str] = []
+
+    def barrier(self) -> None:
+        """Make every export that returned so far durable (see the module docs)."""
+        with self._dirty_lock:
+            folders, self._dirty_fs = self._dirty_fs, {}
+            paths, self._dirty_paths = self._dirty_paths, []
+        if not _SYNCFS:
+            _SYNCFS.append(_load_syncfs())
+        syncfs = _SYNCFS[0]
+        try:
+            if syncfs is not None:
+                for fd in folders.values():
+                    syncfs(fd)
+            else:
+                for path in dict.fromkeys(paths):
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+        except OSError as exc:
+            raise TransientError(f"making the exports durable failed: {exc.strerror}") from None
+        finally:
+            for fd in folders.values():
+                os.close(fd)
+
+    def close(self) -> None:
+        with self._dirty_lock:
+            folders, self._dirty_fs = self._dirty_fs, {}
+        for fd in folders.values():
+            os.close(fd)
 
     # -- connector API ----------------------------------------------------------
 
@@ -200,15 +282,20 @@ class FolderTarget(Target[FolderTargetOptions]):
             raise PermanentError(
                 f"refusing remote name {item.remote_name!r}: too long to add a .json sidecar"
             )
-        dir_fd = self._open_parent(self._cached_root(), parts[:-1], item.remote_name)
+        dir_fd, folder, created = self._open_parent(
+            self._cached_root(), parts[:-1], item.remote_name
+        )
+        written = [parts[-1]]
         try:
-            self._write_atomic(dir_fd, parts[-1], item.open)
+            # A plain file's content is copied inside the kernel; an item
+            # that overrides open() (a stream) is read through it.
+            content = item.content_path if type(item).open is ExportItem.open else item.open
+            self._write_atomic(dir_fd, parts[-1], content)
             if self.options.sidecar:
-                payload = _sidecar_json(item)
-                self._write_atomic(dir_fd, parts[-1] + _SIDECAR_SUFFIX, lambda: io.BytesIO(payload))
+                written.append(parts[-1] + _SIDECAR_SUFFIX)
+                self._write_atomic(dir_fd, written[-1], _sidecar_json(item))
             if self.options.fsync:
-                # The renames live in the folder: fsync it so they survive a crash.
-                os.fsync(dir_fd)
+                self._dirty(dir_fd, folder, written, created)
         except OSError as exc:
             raise _map_os_error(exc, f"writing {item.remote_name!r}") from None
         finally:
@@ -216,6 +303,16 @@ class FolderTarget(Target[FolderTargetOptions]):
         return ExportResult(remote_ref="/".join(parts))
 
     # -- helpers ----------------------------------------------------------------
+
+    def _dirty(self, dir_fd: int, folder: str, names: list[str], created: list[str]) -> None:
+        """Remember what the next :meth:`barrier` must make durable."""
+        dev = os.fstat(dir_fd).st_dev
+        with self._dirty_lock:
+            if dev not in self._dirty_fs:
+                self._dirty_fs[dev] = os.dup(dir_fd)
+            # Folders after their files; a new folder's entry is in its parent.
+            self._dirty_paths += [os.path.join(folder, n) for n in names]
+            self._dirty_paths += [folder, *created]
 
     def _cached_root(self) -> str:
         """The root as :meth:`_root` made it, checked once per target instance.
@@ -249,15 +346,20 @@ class FolderTarget(Target[FolderTargetOptions]):
                 cleanup_temp_files(Path(root), older_than=started)
         return root
 
-    def _open_parent(self, root: str, folders: list[str], remote_name: str) -> int:
+    def _open_parent(
+        self, root: str, folders: list[str], remote_name: str
+    ) -> tuple[int, str, list[str]]:
         """Open (creating as needed) the folder that will hold the file.
 
-        Walks one component at a time relative to a directory descriptor, so a
-        folder swapped for a symlink mid-way cannot redirect the write. A
-        symlink found inside the root is followed only if it resolves inside.
+        Returns its descriptor, its path and the folders that gained a new
+        entry (the parents of folders created here). Walks one component at
+        a time relative to a directory descriptor, so a folder swapped for a
+        symlink mid-way cannot redirect the write. A symlink found inside the
+        root is followed only if it resolves inside.
         """
         fd = os.open(root, _DIR_FLAGS)
         current = root
+        created: list[str] = []
         try:
             for name in folders:
                 # Usually the folder exists already: try opening it before
@@ -272,8 +374,7 @@ class FolderTarget(Target[FolderTargetOptions]):
                     continue
                 try:
                     os.mkdir(name, 0o777, dir_fd=fd)
-                    if self.options.fsync:
-                        os.fsync(fd)  # the new folder's entry must survive a crash too
+                    created.append(current)  # its entry must survive a crash too
                 except FileExistsError:
                     pass
                 try:
@@ -303,9 +404,17 @@ class FolderTarget(Target[FolderTargetOptions]):
         except OSError as exc:
             os.close(fd)
             raise _map_os_error(exc, f"creating the folders of {remote_name!r}") from None
-        return fd
+        return fd, current, created
 
-    def _write_atomic(self, dir_fd: int, name: str, opener: Callable[[], IO[bytes]]) -> None:
+    def _write_atomic(
+        self, dir_fd: int, name: str, content: Path | bytes | Callable[[], IO[bytes]]
+    ) -> None:
+        """Write ``content`` (a file, bytes or a stream opener) to ``name`` atomically.
+
+        No fsync of a new file (the barrier makes it durable); a file that
+        replaces another is fsync'ed before the rename, so that not even a
+        power cut can put a broken file in place of a good one.
+        """
         tmp = f".{_shorten(name, 200)}{TEMP_MARKER}{secrets.token_hex(6)}"
         fd = os.open(
             tmp,
@@ -314,10 +423,18 @@ class FolderTarget(Target[FolderTargetOptions]):
             dir_fd=dir_fd,
         )
         try:
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                self._copy(opener, out)
-                if self.options.fsync:
-                    os.fsync(out.fileno())
+            try:
+                if isinstance(content, bytes):
+                    _write_all(fd, content)
+                elif isinstance(content, Path):
+                    self._copy_file(content, fd)
+                else:
+                    with os.fdopen(os.dup(fd), "wb", buffering=0) as out:
+                        self._copy(content, out)
+                if self.options.fsync and _exists(name, dir_fd):
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             # Whatever went wrong (a broken stream, a full disk, shutdown),
@@ -326,7 +443,36 @@ class FolderTarget(Target[FolderTargetOptions]):
                 os.unlink(tmp, dir_fd=dir_fd)
             raise
 
-    def _copy(self, opener: Callable[[], IO[bytes]], out: IO[bytes]) -> None:
+    def _copy_file(self, path: Path, out: int) -> None:
+        """Copy the file at ``path`` into ``out`` in the kernel (copy_file_range)."""
+        try:
+            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise TransientError(f"cannot open the document content: {exc.strerror}") from None
+        try:
+            copied = 0
+            copy_range = getattr(os, "copy_file_range", None)
+            while copy_range is not None:
+                if self.context.stop.is_set():
+                    raise TransientError("shutting down; the export is abandoned")
+                try:
+                    n = copy_range(src, out, _CHUNK)
+                except OSError as exc:
+                    if copied or exc.errno not in _NO_COPY_RANGE:
+                        raise
+                    break  # not between these files: read and write below
+                if not n:
+                    return
+                copied += n
+
+            def reopen() -> IO[bytes]:  # the same descriptor, read from where it is
+                return os.fdopen(src, "rb", buffering=0, closefd=False)
+
+            self._copy(reopen, _FdWriter(out))
+        finally:
+            os.close(src)
+
+    def _copy(self, opener: Callable[[], IO[bytes]], out: Any) -> None:
         try:
             src = opener()
         except OSError as exc:
@@ -351,6 +497,31 @@ class FolderTarget(Target[FolderTargetOptions]):
                 while view:
                     written = out.write(view)
                     view = view[written or 0 :]
+
+
+class _FdWriter:
+    """``write()`` onto a raw descriptor (for :meth:`FolderTarget._copy`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: memoryview) -> int:
+        return os.write(self.fd, data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    """Whether ``name`` is already there (a replacement, not a new file)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _sidecar_json(item: ExportItem) -> bytes:

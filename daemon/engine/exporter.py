@@ -1,11 +1,22 @@
 """Export runs: carry out an account's export plan (see :mod:`.plan`).
 
-For each export action the intent is committed to the ledger under the
-planned name (or, when another document holds it, the first free variant,
-chosen and reserved in one transaction), the target writes, and the outcome
-is committed. Transient failures are retried with exponential back-off and
-jitter; permanent ones are rejected. A dry run turns the plan into the lines
-it prints and writes nothing.
+Export actions go in batches (group commit, :data:`BATCH_SIZE`): the intents
+of a batch are committed to the ledger in one transaction, each under the
+planned name (or, when another document holds it, the first free variant);
+then the target writes the documents (on ``concurrency`` worker threads);
+the outcomes are collected and, for a target that defers durability
+(:attr:`Target.defers_durability`), one :meth:`Target.barrier` makes the
+batch's documents durable; only then are the outcomes committed in one more
+transaction, and only then are ``document.exported`` logged and the
+``invoicesync_document_exported`` hook called. A batch's outcomes are
+committed at the latest :data:`BATCH_SECONDS` after the first of them
+arrived, so a slow target's ledger and events do not lag.
+
+A crash anywhere converges: a document whose intent is committed but not its
+outcome is exported again under the same name (targets overwrite
+idempotently), never under a second name. Transient failures are retried
+with exponential back-off and jitter; permanent ones are rejected. A dry run
+turns the plan into the lines it prints and writes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ import random
 import threading
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -24,7 +35,7 @@ from typing import Any, ClassVar
 from invoicesync.daemon.config.models import ExportConfig
 from invoicesync.daemon.logging import get_logger
 from invoicesync.daemon.naming import FoldedNames
-from invoicesync.daemon.storage.ledger import NameTaken
+from invoicesync.daemon.storage.ledger import Exported, LedgerTransaction, NameTaken
 from invoicesync.plugins.connectors import ExportItem, Target
 from invoicesync.plugins.errors import ConnectorError, PermanentError, TransientError
 from invoicesync.plugins.models import Document
@@ -38,6 +49,13 @@ from .runtime import Runtime
 #: After this many documents in a row failed with transient errors the run
 #: stops: the target is down, and the rest stay pending for the next run.
 CONSECUTIVE_FAILURES_TO_ABORT = 3
+
+#: Documents per group commit: one transaction for their intents, one
+#: durability barrier and one transaction for their outcomes.
+BATCH_SIZE = 256
+#: A batch's outcomes are committed at the latest this many seconds after
+#: the first of them arrived (a slow target fills a batch slowly).
+BATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -106,11 +124,13 @@ class _AccountRun:
                 (e.remote_name, e.document_id) for e in rt.ledger.entries(account.id)
             )
         self.consecutive_failures = 0
+        self.abort: str | None = None
+        """Why the run stops taking documents (too many failures in a row)."""
 
-    # -- one action ----------------------------------------------------------
+    # -- planning only (dry run) and skips -----------------------------------
 
     def execute(self, action: Action) -> None:
-        """Carry out one action of the plan (a dry run: record its line)."""
+        """Record a skip, or (dry run) the line a real run would carry out."""
         document = action.document
         if action.kind is ActionKind.SKIP:
             with self.lock:
@@ -118,142 +138,258 @@ class _AccountRun:
                 self.summary.excluded_by[action.excluded_by or "?"] += 1
             return
         assert action.remote_name is not None
-        if self.dry_run:
-            with self.lock:
-                name = action.remote_name
-                if not action.keeps_name:
-                    # Read-only, the same choice a real run makes when it
-                    # reserves (Ledger.free_name / reserve_free).
-                    free = self.rt.ledger.free_name(
-                        self.account.id,
-                        document.id,
-                        self._choices(document, name),
-                        taken=self.planned_names,
-                    )
-                    if free is None:
-                        raise PermanentError(f"no free remote name near {name!r}")
-                    name = free
-                self.planned_names.add(name)
-                if self.folded is not None:
-                    self.folded.hold(name, document.id)
-                line = PlannedExport(self.account.id, document.id, name, action.reason)
-                self.summary.planned.append(line)
-                self.summary.counts["planned"] += 1
-            if self.on_plan:
-                self.on_plan(line)
-            return
-        name = self.reserve(action)
-        self.deliver(document, name, action.reason)
+        assert self.dry_run, "real exports go through run_batches"
+        with self.lock:
+            name = action.remote_name
+            if not action.keeps_name:
+                # Read-only, the same choice a real run makes when it
+                # reserves (Ledger.free_name / reserve_free).
+                free = self.rt.ledger.free_name(
+                    self.account.id,
+                    document.id,
+                    self._choices(document, name),
+                    taken=self.planned_names,
+                )
+                if free is None:
+                    raise PermanentError(f"no free remote name near {name!r}")
+                name = free
+            self.planned_names.add(name)
+            if self.folded is not None:
+                self.folded.hold(name, document.id)
+            line = PlannedExport(self.account.id, document.id, name, action.reason)
+            self.summary.planned.append(line)
+            self.summary.counts["planned"] += 1
+        if self.on_plan:
+            self.on_plan(line)
 
     def _choices(self, document: Document, name: str) -> Iterator[str]:
         """The names ``document`` may take, near ``name`` (see :func:`name_choices`)."""
         choices = name_choices(document, name)
         return choices if self.folded is None else self.folded.free(document.id, choices)
 
-    def reserve(self, action: Action) -> str:
-        if self.folded is None:
-            return self._reserve(action)
-        # Choosing by folded name and recording it must not interleave
-        # between workers: two of them could take Café and CAFÉ at once.
-        with self.lock:
-            name = self._reserve(action)
-            self.folded.hold(name, action.document.id)
-            return name
+    # -- reservations ----------------------------------------------------------
 
-    def _reserve(self, action: Action) -> str:
+    def reserve_batch(self, actions: list[Action]) -> list[tuple[Action, str]]:
+        """Commit the intents of ``actions`` in one transaction; their names.
+
+        Falls back to one transaction per document (with retries) if a name
+        turned out taken meanwhile: the batch's transaction is then undone
+        as a whole. Only the run's main thread reserves.
+        """
+        try:
+            with self.rt.ledger.transaction() as tx:
+                # Who holds the planned names, in one query instead of one each.
+                tx.prefetch_holders(
+                    self.account.id,
+                    [a.remote_name for a in actions if a.remote_name and not a.keeps_name],
+                )
+                return [(action, self._reserve(action, tx)) for action in actions]
+        except NameTaken:
+            # (A folded name held for the undone batch stays held: at worst
+            # a later document takes a variant of a name that was free.)
+            return [(action, self.reserve(action)) for action in actions]
+
+    def reserve(self, action: Action) -> str:
+        """Reserve one document's name in a transaction of its own."""
+        for _ in range(5):
+            try:
+                with self.rt.ledger.transaction() as tx:
+                    return self._reserve(action, tx)
+            except NameTaken:
+                # Another writer took the name between our check and our insert.
+                continue
+        raise PermanentError(f"could not reserve a remote name for {action.document.id}")
+
+    def _reserve(self, action: Action, tx: LedgerTransaction) -> str:
         document = action.document
         name = action.remote_name
         assert name is not None
-        for _ in range(5):
-            try:
-                if action.keeps_name:
-                    # The document keeps the name it already holds here.
-                    self.rt.ledger.reserve(
-                        self.account.id,
-                        document.id,
-                        document.revision,
-                        document.sha256,
-                        name,
-                        self.rt.clock.now(),
-                    )
-                    return name
-                # Finding a free name and recording the intent is one
-                # transaction (it was a read per name tried plus a write).
-                reserved = self.rt.ledger.reserve_free(
-                    self.account.id,
-                    document.id,
-                    document.revision,
-                    document.sha256,
-                    self._choices(document, name),
-                    self.rt.clock.now(),
-                )
-                if reserved is None:
-                    raise PermanentError(f"no free remote name near {name!r}")
-                return reserved
-            except NameTaken:
-                # Another worker took the name between our check and our insert.
-                continue
-        raise PermanentError(f"could not reserve a remote name for {document.id}")
+        new = action.candidate.state is None  # no ledger row yet: insert only
+        if action.keeps_name:
+            # The document keeps the name it already holds here.
+            tx.reserve(
+                self.account.id,
+                document.id,
+                document.revision,
+                document.sha256,
+                name,
+                self.rt.clock.now(),
+                new=new,
+                holds=action.candidate.remote_name,
+            )
+        else:
+            # Finding a free name and recording the intent happen in the same
+            # transaction (it was a read per name tried plus a write).
+            reserved = tx.reserve_free(
+                self.account.id,
+                document.id,
+                document.revision,
+                document.sha256,
+                self._choices(document, name),
+                self.rt.clock.now(),
+                new=new,
+                holds=action.candidate.remote_name,
+            )
+            if reserved is None:
+                raise PermanentError(f"no free remote name near {name!r}")
+            name = reserved
+        if self.folded is not None:
+            # Later documents of the same batch must see this choice.
+            self.folded.hold(name, document.id)
+        return name
 
-    def deliver(self, document: Document, name: str, reason: str) -> None:
+    # -- delivery (worker threads) ---------------------------------------------
+
+    def deliver(self, action: Action, name: str) -> _Outcome:
+        """Have the target write one document, retrying transient failures.
+
+        Touches neither the ledger nor the summary: the outcome is committed
+        with its batch by :meth:`commit`.
+        """
+        document = action.document
         retry = self.account.retry
         item = ExportItem(document, name, self.rt.blobs.path(document.sha256))
-        log = self.log.bind(document=document.id, remote_name=name)
+        outcome = _Outcome(action, name)
+        if self.abort is not None:
+            return outcome.ends("untried")  # queued before the run stopped
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
+            outcome.attempts = attempt
             started = time.monotonic()
             try:
                 result = self.target.export(item)
             except PermanentError as exc:
-                self._rejected(document, str(exc), attempt, log)
-                return
+                return self.note(outcome.ends("rejected", str(exc)))
             except TransientError as exc:
                 if self.rt.stop.is_set():
-                    self._abandoned(document, str(exc), attempt, log)
-                    return
+                    return self.note(outcome.ends("abandoned", str(exc)))
                 if attempt < retry.attempts:
                     delay = backoff(attempt, retry.initial, retry.max, exc.retry_after)
-                    log.info(
+                    self.log.info(
                         "document.retrying",
+                        document=document.id,
+                        remote_name=name,
                         attempt=attempt,
                         delay_s=round(delay, 2),
                         error=str(exc),
                     )
                     if not self.rt.stop.wait(delay):
                         continue
-                    self._abandoned(document, str(exc), attempt, log)
-                    return
-                self._failed(document, str(exc), attempt, log)
-                return
+                    return self.note(outcome.ends("abandoned", str(exc)))
+                return self.note(outcome.ends("failed", str(exc)))
             except ConnectorError as exc:
-                self._failed(document, str(exc), attempt, log)
-                return
+                return self.note(outcome.ends("failed", str(exc)))
             except Exception as exc:  # a bug in a plugin: record it, keep going
-                self._failed(
-                    document,
-                    f"{type(exc).__name__}: {exc}",
-                    attempt,
-                    log,
-                    traceback=traceback.format_exc(limit=5),
-                )
-                return
-            break
+                outcome.traceback = traceback.format_exc(limit=5)
+                return self.note(outcome.ends("failed", f"{type(exc).__name__}: {exc}"))
+            outcome.remote_ref = result.remote_ref
+            outcome.duration_s = round(time.monotonic() - started, 3)
+            return self.note(outcome.ends("exported"))
+
+    # -- group commit (the run's main thread) ----------------------------------
+
+    def commit(self, batch: list[_Outcome]) -> None:
+        """Barrier, then the batch's outcomes in one transaction, then their events.
+
+        Nothing is recorded as exported before the target's barrier returned:
+        if it fails, the batch's exports count as failed (retried later under
+        the same names).
+        """
+        exported = [o for o in batch if o.kind == "exported"]
+        if exported and self.target.defers_durability:
+            try:
+                self.target.barrier()
+            except Exception as exc:
+                error = f"making the exported documents durable failed: {exc}"
+                for o in exported:
+                    self.note(o.ends("failed", error))
+                exported = []
         now = self.rt.clock.now()
-        self.rt.ledger.mark_exported(
-            self.account.id, document.id, document.sha256, result.remote_ref, now
-        )
+        account = self.account.id
+        next_at = now + self.account.retry.max
+        with self.rt.ledger.transaction() as tx:
+            tx.mark_exported(
+                account,
+                [
+                    Exported(o.action.document.id, o.action.document.sha256, o.remote_ref or "")
+                    for o in exported
+                ],
+                now,
+            )
+            # Queued but never tried (the run stopped): as if never reached.
+            tx.release(
+                account,
+                [
+                    o.action.document.id
+                    for o in batch
+                    if o.kind == "untried" and o.action.candidate.state is None
+                ],
+            )
+            for o in batch:
+                if o.kind == "failed":
+                    tx.mark_failed(account, o.action.document.id, o.error, o.attempts, next_at, now)
+                elif o.kind == "rejected":
+                    tx.mark_rejected(account, o.action.document.id, o.error, o.attempts, now)
+        for o in batch:
+            if o.kind != "untried":
+                self._report(o, next_at)
+
+    def note(self, o: _Outcome) -> _Outcome:
+        """Count failures in a row as deliveries end; too many stop the run.
+
+        Counted by the worker that delivered, at once, so that no further
+        document starts after the one that made it too many.
+        """
         with self.lock:
-            self.summary.counts["exported"] += 1
-            self.consecutive_failures = 0
-        log.info(
-            "document.exported",
-            remote_ref=result.remote_ref,
-            revision=document.revision,
-            size=document.size,
-            reason=reason,
-            duration_s=round(time.monotonic() - started, 3),
-        )
+            if o.kind == "exported":
+                self.consecutive_failures = 0
+            elif o.kind == "failed":
+                self.consecutive_failures += 1
+                if self.consecutive_failures >= CONSECUTIVE_FAILURES_TO_ABORT and not self.abort:
+                    self.abort = f"{self.consecutive_failures} documents in a row failed: {o.error}"
+        return o
+
+    def _report(self, o: _Outcome, next_at: datetime) -> None:
+        """Count, log and announce one committed outcome."""
+        document = o.action.document
+        log = self.log.bind(document=document.id, remote_name=o.name)
+        counts = self.summary.counts
+        if o.kind == "exported":
+            counts["exported"] += 1
+            log.info(
+                "document.exported",
+                remote_ref=o.remote_ref,
+                revision=document.revision,
+                size=document.size,
+                reason=o.action.reason,
+                duration_s=o.duration_s,
+            )
+            self._announce(o, log)
+        elif o.kind == "failed":
+            extra = {"traceback": o.traceback} if o.traceback else {}
+            log.error(
+                "document.failed",
+                stage="export",
+                error=o.error,
+                attempts=o.attempts,
+                next_attempt_at=next_at.isoformat(),
+                **extra,
+            )
+            counts["failed"] += 1
+        elif o.kind == "rejected":
+            log.error("document.rejected", reason=o.error)
+            counts["rejected"] += 1
+        else:
+            # Shutting down: the ledger keeps the "exporting" intent, so the
+            # next start exports this document again under the same remote
+            # name (the target replaces idempotently) instead of waiting out
+            # a back-off.
+            log.warning("document.abandoned", error=o.error, attempts=o.attempts)
+            counts["abandoned"] += 1
+
+    def _announce(self, o: _Outcome, log: Any) -> None:
         hook = self.rt.registry.hook.invoicesync_document_exported
         if hook.get_hookimpls():
             self.rt.registry.notify(
@@ -264,48 +400,150 @@ class _AccountRun:
                     plugin=plugin,
                     error=str(exc),
                 ),
-                document=document,
+                document=o.action.document,
                 account_id=self.account.id,
-                remote_name=name,
-                remote_ref=result.remote_ref,
+                remote_name=o.name,
+                remote_ref=o.remote_ref,
             )
 
-    def _failed(
-        self, document: Document, error: str, attempts: int, log: Any, **extra: Any
+    def run_batches(
+        self,
+        actions: Iterator[Action],
+        workers: int,
+        progress: Callable[[int], None] | None,
     ) -> None:
-        now = self.rt.clock.now()
-        next_at = now + self.account.retry.max
-        self.rt.ledger.mark_failed(self.account.id, document.id, error, attempts, next_at, now)
-        log.error(
-            "document.failed",
-            stage="export",
-            error=error,
-            attempts=attempts,
-            next_attempt_at=next_at.isoformat(),
-            **extra,
-        )
-        with self.lock:
-            self.summary.counts["failed"] += 1
-            self.consecutive_failures += 1
-            abort = self.consecutive_failures >= CONSECUTIVE_FAILURES_TO_ABORT
-        if abort:
-            raise _AbortRun(f"{self.consecutive_failures} documents in a row failed: {error}")
+        """Carry out the plan in group-committed batches on ``workers`` threads.
 
-    def _abandoned(self, document: Document, error: str, attempts: int, log: Any) -> None:
-        # Shutting down: the ledger keeps the "exporting" intent, so the next
-        # start exports this document again under the same remote name (the
-        # target replaces idempotently) instead of waiting out a back-off.
-        log.warning("document.abandoned", error=error, attempts=attempts)
-        with self.lock:
-            self.summary.counts["abandoned"] += 1
+        At most ``2 * workers`` deliveries are in flight. Stops taking new
+        documents on shutdown or after :data:`CONSECUTIVE_FAILURES_TO_ABORT`
+        failures in a row; what was delivered is still committed, and the
+        intents of documents never tried that had no ledger row are dropped
+        (they stay plainly pending).
+        """
+        with ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"export-{self.account.id}"
+        ) as pool:
+            batcher = _Batcher(self, pool, workers, progress)
+            try:
+                for chunk in self._chunks(actions, progress):
+                    if self._stopping():
+                        break
+                    batcher.run(self.reserve_batch(chunk))
+                    if self._stopping():
+                        break
+            finally:
+                batcher.finish()
+        if self.abort:
+            raise _AbortRun(self.abort)
 
-    def _rejected(self, document: Document, reason: str, attempts: int, log: Any) -> None:
-        self.rt.ledger.mark_rejected(
-            self.account.id, document.id, reason, attempts, self.rt.clock.now()
-        )
-        log.error("document.rejected", reason=reason)
-        with self.lock:
-            self.summary.counts["rejected"] += 1
+    def _stopping(self) -> bool:
+        if self.rt.stop.is_set():
+            self.summary.error = "interrupted by shutdown"
+            return True
+        return self.abort is not None
+
+    def _chunks(
+        self, actions: Iterator[Action], progress: Callable[[int], None] | None
+    ) -> Iterator[list[Action]]:
+        """The plan's export actions in batches; skips are counted on the way."""
+        chunk: list[Action] = []
+        for action in actions:
+            if action.kind is ActionKind.SKIP:
+                self.execute(action)
+                if progress:
+                    progress(1)
+                continue
+            chunk.append(action)
+            if len(chunk) >= BATCH_SIZE:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+@dataclass
+class _Outcome:
+    """What became of one delivery, until its batch is committed."""
+
+    action: Action
+    name: str
+    kind: str = ""
+    """exported, failed, rejected, abandoned, or untried (the run stopped first)."""
+    error: str = ""
+    attempts: int = 0
+    remote_ref: str | None = None
+    duration_s: float = 0.0
+    traceback: str | None = None
+
+    def ends(self, kind: str, error: str = "") -> _Outcome:
+        self.kind, self.error = kind, error
+        return self
+
+
+class _Batcher:
+    """Feeds reserved documents to the workers and commits their outcomes in batches."""
+
+    def __init__(
+        self,
+        run: _AccountRun,
+        pool: ThreadPoolExecutor,
+        workers: int,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.run_ = run
+        self.pool = pool
+        self.limit = 2 * workers
+        self.progress = progress
+        self.in_flight: set[Future[_Outcome]] = set()
+        self.pending: list[_Outcome] = []
+        self.deadline = 0.0  # when self.pending must be committed
+
+    def run(self, reserved: list[tuple[Action, str]]) -> None:
+        """Deliver one reserved batch; commit outcomes as batches fill or age."""
+        run = self.run_
+        queue = deque(reserved)
+        try:
+            while queue or self.in_flight:
+                while queue and len(self.in_flight) < self.limit and not run._stopping():
+                    action, name = queue.popleft()
+                    self.in_flight.add(self.pool.submit(run.deliver, action, name))
+                if not self.in_flight:
+                    break  # stopping: nothing more goes out
+                timeout = max(0.0, self.deadline - time.monotonic()) if self.pending else None
+                done, self.in_flight = wait(
+                    self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED
+                )
+                self._collect(done)
+                if self.pending and (
+                    len(self.pending) >= BATCH_SIZE or time.monotonic() >= self.deadline
+                ):
+                    self._commit()
+        finally:
+            if queue:
+                # Never tried: drop the intents of those that had no row.
+                unused = [a.document.id for a, _ in queue if a.candidate.state is None]
+                with run.rt.ledger.transaction() as tx:
+                    tx.release(run.account.id, unused)
+
+    def finish(self) -> None:
+        """Wait for what is in flight and commit everything delivered."""
+        if self.in_flight:
+            done, self.in_flight = wait(self.in_flight)
+            self._collect(done)
+        if self.pending:
+            self._commit()
+
+    def _collect(self, done: set[Future[_Outcome]]) -> None:
+        for future in done:
+            if not self.pending:
+                self.deadline = time.monotonic() + BATCH_SECONDS
+            self.pending.append(future.result())
+
+    def _commit(self) -> None:
+        batch, self.pending = self.pending, []
+        self.run_.commit(batch)
+        if self.progress:
+            self.progress(sum(1 for o in batch if o.kind != "untried"))
 
 
 def backoff(
@@ -375,7 +613,7 @@ def _run_export(
         actions = plan(rt, account, now, target.sanitize_component)
         # Unset, the account uses its target type's default (plugin API 1.3).
         workers = account.workers(getattr(target, "default_concurrency", 1))
-        if workers <= 1 or rt.dry_run:
+        if rt.dry_run:
             for action in actions:
                 if rt.stop.is_set():
                     summary.error = "interrupted by shutdown"
@@ -384,7 +622,7 @@ def _run_export(
                 if progress:
                     progress(1)
         else:
-            _run_concurrently(run, actions, workers, progress)
+            run.run_batches(actions, workers, progress)
     except _AbortRun as exc:
         summary.error = str(exc)
         log.error("connector.error", error=str(exc), transient=True)
@@ -403,34 +641,3 @@ def _run_export(
         dry_run=rt.dry_run,
     )
     return summary
-
-
-def _run_concurrently(
-    run: _AccountRun,
-    actions: Iterator[Action],
-    workers: int,
-    progress: Callable[[int], None] | None,
-) -> None:
-    """Carry out actions on ``workers`` threads, never more than 2x in flight."""
-    with ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix=f"export-{run.account.id}"
-    ) as pool:
-        in_flight: set[Future[None]] = set()
-        try:
-            for action in actions:
-                if run.rt.stop.is_set():
-                    run.summary.error = "interrupted by shutdown"
-                    break
-                in_flight.add(pool.submit(run.execute, action))
-                if len(in_flight) >= workers * 2:
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()
-                        if progress:
-                            progress(1)
-        finally:
-            done, _ = wait(in_flight)
-        for future in done:
-            future.result()
-            if progress:
-                progress(1)

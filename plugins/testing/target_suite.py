@@ -373,6 +373,19 @@ class TargetConformance(ConformanceBase):
                 assert ".." not in path.parts, f"list_remote shows a name escaping: {stored!r}"
                 assert "\x00" not in stored, f"list_remote shows a NUL byte in {stored!r}"
 
+    def test_barrier_may_be_called_at_any_time(
+        self, target: Target[Any], read_remote: ReadRemote, items_dir: Path
+    ) -> None:
+        """``barrier()`` (API 1.3) works with nothing pending, and after exports leaves them
+        in place (the engine calls it when ``defers_durability`` is set).
+        """
+        target.barrier()
+        item = make_export_item(items_dir, b"%PDF-1.4 durable\n", "acme/durable.pdf")
+        _assert_result(target.export(item))
+        target.barrier()
+        target.barrier()
+        assert read_remote("acme/durable.pdf") == b"%PDF-1.4 durable\n"
+
     def test_failed_upload_leaves_no_partial_file(
         self,
         target: Target[Any],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from invoicesync.connectors_builtin.folder import (
     FolderTargetOptions,
     cleanup_temp_files,
 )
+from invoicesync.connectors_builtin.folder import target as folder_target
 from invoicesync.connectors_builtin.folder.target import TEMP_MARKER
 from invoicesync.daemon.plugin_host import load_plugins
 from invoicesync.plugins import (
@@ -449,3 +451,75 @@ def test_defaults_and_relative_path(tmp_path: Path) -> None:
     )
     assert opts.path == tmp_path / "export"
     assert opts.sidecar is False and opts.fsync is True
+
+
+class _Fsyncs:
+    """Counts fsync calls by kind of file (a spy: the real fsync still runs)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.files = 0
+        self.folders = 0
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                self.folders += 1
+            else:
+                self.files += 1
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_new_file_waits_for_the_barrier_a_replacement_does_not(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = make_target(root)
+    assert target.defers_durability
+    fsyncs = _Fsyncs(monkeypatch)
+    target.export(item_for(tmp_path, "a/new.pdf", b"v1"))
+    assert (fsyncs.files, fsyncs.folders) == (0, 0)  # left to the barrier
+    target.export(item_for(tmp_path, "a/new.pdf", b"v2"))
+    # It replaces a good file: fsync'ed before the rename, power cut or not.
+    assert (fsyncs.files, fsyncs.folders) == (1, 0)
+    assert (root / "a" / "new.pdf").read_bytes() == b"v2"
+
+
+def test_barrier_without_syncfs_fsyncs_each_file_and_folder_written(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(folder_target, "_SYNCFS", [None])  # a system without syncfs
+    target = make_target(root, sidecar=True)
+    target.export(item_for(tmp_path, "a/b/x.pdf", b"x"))
+    target.export(item_for(tmp_path, "a/b/y.pdf", b"y"))
+    fsyncs = _Fsyncs(monkeypatch)
+    target.barrier()
+    # Four files (two documents, two sidecars); the folder a/b, and the
+    # folders that gained an entry (root for a, a for b).
+    assert (fsyncs.files, fsyncs.folders) == (4, 3)
+    target.barrier()  # nothing new: nothing to do
+    assert (fsyncs.files, fsyncs.folders) == (4, 3)
+
+
+def test_barrier_with_syncfs_and_without_fsync_option(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(folder_target, "_SYNCFS", [calls.append])
+    target = make_target(root)
+    target.export(item_for(tmp_path, "a/x.pdf", b"x"))
+    target.export(item_for(tmp_path, "b/y.pdf", b"y"))
+    target.barrier()
+    assert len(calls) == 1  # one file system: one syncfs
+    quick = make_target(tmp_path / "quick", fsync=False)
+    quick.export(item_for(tmp_path, "z.pdf", b"z"))
+    quick.barrier()
+    assert len(calls) == 1  # fsync: false makes nothing durable
+
+
+def test_the_real_barrier_of_this_system_succeeds(root: Path, tmp_path: Path) -> None:
+    target = make_target(root)
+    target.export(item_for(tmp_path, "x.pdf", b"x"))
+    target.barrier()
+    target.close()
+    assert (root / "x.pdf").read_bytes() == b"x"

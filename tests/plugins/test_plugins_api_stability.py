@@ -93,12 +93,19 @@ PUBLISHED_CONNECTOR_ATTRIBUTES = {
     "requires": "1.2",
 }
 
+#: Class attributes of targets only, with their API version.
+PUBLISHED_TARGET_ATTRIBUTES = {"defers_durability": "1.3"}
+
 
 def test_connector_class_attributes_stay() -> None:
     for cls in (api.Source, api.Target):
         for name in PUBLISHED_CONNECTOR_ATTRIBUTES:
             declared = {n for k in cls.__mro__ for n in getattr(k, "__annotations__", {})}
             assert name in declared, f"{cls.__name__}.{name}"
+    declared = {n for k in api.Target.__mro__ for n in getattr(k, "__annotations__", {})}
+    for name in PUBLISHED_TARGET_ATTRIBUTES:
+        assert name in declared, f"Target.{name}"
+    assert callable(api.Target.barrier)  # API 1.3
 
 
 #: Class attributes of export targets only, with their API version.
