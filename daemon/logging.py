@@ -12,9 +12,9 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterable, MutableMapping
+from types import ModuleType
 from typing import Any, TextIO
 
-import structlog
 from invoicesync.daemon.config.secrets import SecretRedactor
 
 _LEVELS = {
@@ -29,6 +29,35 @@ _redactor = SecretRedactor()
 _secrets: set[str] = set()
 _json = False
 _settings = ("auto", "info")
+_stream: TextIO | None = None
+# Whether structlog carries the settings above; see configure_logging.
+_applied = False
+
+
+def _structlog() -> ModuleType:
+    """structlog, imported the first time a process logs (or configures for real).
+
+    ``import structlog`` imports ``structlog.dev``, which imports rich's
+    console, traceback, pretty printer and pygments (about 14 % of the
+    start-up of a no-op sync, docs/performance.md "Start-up") -- only for its
+    ConsoleRenderer's rich tracebacks. Our processor chain renders exceptions
+    with ``format_exc_info`` before any renderer, so that formatter never runs:
+    structlog is imported with rich hidden (unless rich is loaded already),
+    and then falls back to plain tracebacks, which is what we print anyway.
+    The command line imports rich only for what it draws (tables, progress).
+    """
+    module = sys.modules.get("structlog")
+    if module is not None:
+        return module
+    hide = "rich" not in sys.modules
+    if hide:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # "import rich" fails
+    try:
+        import structlog
+    finally:
+        if hide and sys.modules.get("rich", False) is None:
+            del sys.modules["rich"]
+    return structlog
 
 
 def redirect_logging(stream: TextIO | None = None) -> None:
@@ -108,12 +137,37 @@ def register_secrets(values: Iterable[str]) -> None:
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
-    """Set up structlog for the whole process (idempotent)."""
-    global _json, _settings
+    """Set up structlog for the whole process (idempotent).
+
+    Cheap until something logs: when structlog is not imported yet, the
+    settings are kept and applied by the first :func:`get_logger` (or
+    :func:`activate`), so ``invoicesync sync --help`` does not import it.
+    """
+    global _json, _settings, _stream, _applied
     _settings = (fmt, level)
-    stream = stream or sys.stderr
-    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    _json = use_json
+    _stream = stream
+    target = stream or sys.stderr
+    _json = fmt == "json" or (fmt == "auto" and not target.isatty())
+    _applied = False
+    if "structlog" in sys.modules:
+        # Someone may log through structlog directly: it must see these settings now.
+        activate()
+
+
+def activate() -> None:
+    """Apply the settings of the last :func:`configure_logging` to structlog now.
+
+    Called before anything that might log through structlog itself (plugins
+    loading, migrations): a structlog left unconfigured would print its
+    development format to stdout.
+    """
+    global _applied
+    if _applied:
+        return
+    structlog = _structlog()
+    level = _settings[1]
+    stream = _stream or sys.stderr
+    use_json = _json
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=False)
         if use_json
@@ -139,6 +193,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    _applied = True
 
 
 PER_DOCUMENT_EVENTS = frozenset({"document.imported", "document.exported"})
@@ -147,10 +202,11 @@ PER_DOCUMENT_EVENTS = frozenset({"document.imported", "document.exported"})
 
 def _per_document_at_debug(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     if event.get("level") == "info" and event.get("event") in PER_DOCUMENT_EVENTS:
-        raise structlog.DropEvent
+        raise _structlog().DropEvent
     return event
 
 
 def get_logger(**bound: Any) -> Any:
     """A logger with ids bound, e.g. ``get_logger(account="archive", run_id=...)``."""
-    return structlog.get_logger().bind(**bound)
+    activate()
+    return _structlog().get_logger().bind(**bound)

@@ -402,8 +402,9 @@ def _collect(
             if trace is not None:
                 names = ", ".join(getattr(c, "__name__", repr(c)) for c in provided)
                 trace(f"hook {hook_name} -> {plugin_name} returned [{names}]")
+            builtin = infos[plugin_name].builtin
             for cls in provided:
-                key = _validate_class(where, cls, base, key_attr)
+                key = _validate_class(where, cls, base, key_attr, check_schema=not builtin)
                 if key in table:
                     raise PluginError(
                         f"{attr[:-1]} {_KEY_WORD.get(attr, 'type')} {key!r} is "
@@ -415,8 +416,18 @@ def _collect(
                 getattr(infos[plugin_name], attr).append(key)
 
 
-def _validate_class(where: str, cls: object, base: type, key_attr: str) -> str:
-    """Check one registered class; return its type name (or check key)."""
+def _validate_class(
+    where: str, cls: object, base: type, key_attr: str, *, check_schema: bool = True
+) -> str:
+    """Check one registered class; return its type name (or check key).
+
+    ``check_schema``: also build its options' JSON schema. Done for plugins
+    of others; skipped for the built-ins, whose schemas the test suite builds
+    (tests/plugins/test_builtin_options_schemas.py): building every options
+    model of every connector at each start cost more than a no-op sync's work
+    (docs/performance.md, "Start-up"); a model nobody configured is now
+    never built (``defer_build``).
+    """
     from pydantic import BaseModel
 
     if not (isinstance(cls, type) and issubclass(cls, base)):
@@ -439,6 +450,8 @@ def _validate_class(where: str, cls: object, base: type, key_attr: str) -> str:
         raise PluginError(
             f"{where}: {cls.__name__}.Options must be a pydantic model, got {options!r}"
         )
+    if not check_schema:
+        return key
     try:
         options.model_json_schema()
     except Exception as exc:

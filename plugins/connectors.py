@@ -38,7 +38,7 @@ __all__ = [
 class ConnectorOptions(BaseModel):
     """Base for connector options models: unknown keys are configuration errors."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def _resolve_relative(value: Path, info: ValidationInfo) -> Path:

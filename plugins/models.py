@@ -135,7 +135,11 @@ class DocumentMetadata(BaseModel):
     sidecar (``documnet_date``) is an error rather than silently ignored.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # defer_build: the validator is built when a document is first validated,
+    # not at import (a run that handles no document never needs it).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True
+    )
 
     company: CleanStr | None = None
     type: DocumentType = DocumentType.MISC

@@ -172,7 +172,7 @@ FieldsValue = dict[
 class TagsConfig(BaseModel):
     """Tag conditions, all matched case-insensitively."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built when configured
 
     any_of: list[str] = Field(default_factory=list)
     all_of: list[str] = Field(default_factory=list)
@@ -182,7 +182,7 @@ class TagsConfig(BaseModel):
 class AmountRange(BaseModel):
     """Inclusive bounds; a document without the amount fails."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built when configured
 
     min: ConfigAmount | None = None
     max: ConfigAmount | None = None

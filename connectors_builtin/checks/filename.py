@@ -28,7 +28,7 @@ def _one_or_many(value: Any) -> Any:
 class FilenameOptions(BaseModel):
     """``filename: {glob: PATTERN | [PATTERN, ...], case_sensitive: false}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built when configured
 
     glob: Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_one_or_many)] = (
         Field(min_length=1, description="shell-style patterns (*, ?, [abc]); any may match")

@@ -117,7 +117,7 @@ def get_path(data: Any, path: str) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built when configured
 
 
 class Pagination(_Strict):

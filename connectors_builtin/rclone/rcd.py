@@ -25,7 +25,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import httpx
 from invoicesync.plugins import PermanentError, TransientError
 
 from .._remote import ContentReadError, short_reason
@@ -117,6 +116,8 @@ class RcdServer:
         # even if nobody calls close().
         self._finalizer = weakref.finalize(self, _stop, self._proc)
         self._wait_listening(port, deadline=time.monotonic() + max(10.0, timeout))
+        import httpx  # here: every start of invoicesync loads this module, few use rcd
+
         self._client = httpx.Client(
             base_url=f"http://127.0.0.1:{port}/",
             auth=(user, password),
@@ -157,6 +158,8 @@ class RcdServer:
         )
 
     def _send(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        import httpx
+
         what = method.split("/")[-1]
         try:
             response = self._client.post(method, **kwargs)

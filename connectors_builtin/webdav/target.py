@@ -33,10 +33,9 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
-import httpx
 from invoicesync.plugins import (
     ConnectorOptions,
     ExportItem,
@@ -48,6 +47,9 @@ from invoicesync.plugins import (
     split_remote_name,
 )
 from pydantic import SecretStr, field_validator, model_validator
+
+if TYPE_CHECKING:
+    import httpx  # imported where a client is made: not every start needs httpx
 
 from .._remote import (
     ContentReadError,
@@ -296,6 +298,8 @@ class WebDAVTarget(Target[WebDAVOptions]):
         """The names in ``folder`` (empty if it does not exist), None when the
         server will not list it (or it is too large to keep), _UNKNOWN on a
         passing failure."""
+        import httpx
+
         url = self.options.url + "".join(quote(p, safe="") + "/" for p in folder)
         names: set[str] = set()
         parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("end",))
@@ -341,6 +345,8 @@ class WebDAVTarget(Target[WebDAVOptions]):
             return self._client
 
     def _new_client(self) -> httpx.Client:
+        import httpx
+
         o = self.options
         verify: bool | str = str(o.verify_tls) if isinstance(o.verify_tls, Path) else o.verify_tls
         auth = None
@@ -365,6 +371,8 @@ class WebDAVTarget(Target[WebDAVOptions]):
         return self.options.url + "/".join(quote(p, safe="") for p in [*self._base, *parts])
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             return self.client.request(method, url, **kwargs)
         except ContentReadError as exc:

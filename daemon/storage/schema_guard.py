@@ -20,21 +20,20 @@ lock, so two processes upgrading at once apply them once.
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-import structlog
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from invoicesync.daemon import __version__
 from invoicesync.plugins.errors import ConfigurationError
 
 from .blobs import Blobs
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 __all__ = [
     "SchemaStatus",
@@ -90,32 +89,92 @@ class SchemaStatus:
 
 
 def alembic_config() -> AlembicConfig:
+    """Alembic's configuration for this code's migrations (imports alembic: upgrades only)."""
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
-@cache
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
+# Every process checks the schema revision at start, and importing alembic's
+# migration machinery to do so cost about a third of a no-op sync's start-up
+# (docs/performance.md, "Start-up"). The check needs only two facts: the
+# revision stamped in the database (one SELECT) and the revisions this code
+# ships. The latter are read from the migration scripts' own ``revision`` and
+# ``down_revision`` assignments, without running them; alembic is imported
+# only to migrate. tests/daemon/test_schema_guard_cheap.py checks that this
+# agrees with alembic's ScriptDirectory.
+_revisions_cache: dict[Path, tuple[str, frozenset[str]]] = {}
+
+
+def _revisions() -> tuple[str, frozenset[str]]:
+    """(head, every known revision) of the migrations in :data:`MIGRATIONS`."""
+    folder = MIGRATIONS  # read at call time: tests point it at another folder
+    cached = _revisions_cache.get(folder)
+    if cached is not None:
+        return cached
+    parents: dict[str, tuple[str, ...]] = {}
+    for script in sorted((folder / "versions").glob("*.py")):
+        found = _revision_of(script)
+        if found is not None:
+            parents[found[0]] = found[1]
+    children = {parent for down in parents.values() for parent in down}
+    heads = [rev for rev in parents if rev not in children]
+    # Our migrations are linear: one head. More (or none) is a broken checkout.
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations in {folder} have heads {sorted(heads)}, not one")
+    result = (heads[0], frozenset(parents))
+    _revisions_cache[folder] = result
+    return result
+
+
+def _revision_of(script: Path) -> tuple[str, tuple[str, ...]] | None:
+    """A migration script's ``revision`` and ``down_revision`` (module-level literals,
+    as alembic's template writes them); None for a file that is not a migration."""
+    values: dict[str, object] = {}
+    for node in ast.parse(script.read_bytes(), str(script)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            values[target.id] = ast.literal_eval(value)
+    revision = values.get("revision")
+    if not isinstance(revision, str):
+        return None
+    down = values.get("down_revision")
+    if isinstance(down, str):
+        return revision, (down,)
+    return revision, tuple(str(parent) for parent in down) if isinstance(down, tuple | list) else ()
 
 
 def head_revision() -> str:
-    head = _script().get_current_head()
-    assert head is not None, "the migrations have no head"
-    return head
+    """The newest revision this invoicesync knows."""
+    return _revisions()[0]
 
 
 def _known(revision: str) -> bool:
-    try:
-        return _script().get_revision(revision) is not None
-    except CommandError:  # "No such revision", also for a malformed id
-        return False
+    return revision in _revisions()[1]
+
+
+VERSION_TABLE = "alembic_version"
+"""Where alembic stamps the revision (its default table name, which env.py keeps)."""
+
+
+def _current_heads(connection: sa.Connection) -> tuple[str, ...]:
+    """The revisions stamped in the database, as alembic's MigrationContext reads them."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return ()
+    table = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
+    return tuple(row[0] for row in connection.execute(sa.select(table.c.version_num)))
 
 
 def read_status(connection: sa.Connection) -> SchemaStatus:
     """The schema revision of the database behind ``connection`` (read only)."""
-    heads = MigrationContext.configure(connection).get_current_heads()
+    heads = _current_heads(connection)
     head = head_revision()
     if not heads:
         return SchemaStatus(None, head, True)
@@ -218,6 +277,9 @@ def upgrade(engine: sa.Engine, *, backup: Path | None = None) -> tuple[SchemaSta
         command.upgrade(cfg, "head")
     # structlog directly: storage sits below daemon.logging, whose
     # configuration (JSON, redaction) applies to this logger all the same.
+    # Imported here: migrating is rare, and structlog is not free to import.
+    import structlog
+
     structlog.get_logger().info(
         "database.migrated",
         database=_where(engine),
