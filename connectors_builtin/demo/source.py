@@ -53,6 +53,7 @@ class DemoSource(Source[DemoOptions]):
     type_name = "demo"
     Options = DemoOptions
     description = "Deterministic sample supplier portal with small real PDF invoices"
+    batch_commit = True  # nothing happens after a yield: group commit is safe
 
     def fetch(self, cursor: str | None) -> FetchResult:
         """Yield documents ``emitted .. count-1``; return the advanced cursor."""

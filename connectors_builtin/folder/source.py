@@ -192,6 +192,9 @@ class FolderSource(Source[FolderSourceOptions]):
     type_name = "folder"
     Options = FolderSourceOptions
     description = "Files in a local folder, with optional JSON sidecars"
+    # Nothing happens to a file after its yield: documents may be committed
+    # in batches (the file is read before the generator is resumed).
+    batch_commit = True
 
     def check(self) -> None:
         """The folder must exist and be listable."""

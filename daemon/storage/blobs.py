@@ -3,8 +3,21 @@
 Each content is stored once, at ``blobs/ab/cd/abcdef...``. Writes go to a
 temporary file that is fsynced and renamed into place, so a blob file is
 either complete or absent; a crash leaves at most an orphan temporary file,
-removed at the next start. Blobs are written *before* the catalog row that
-refers to them is committed, so a committed row always has its content.
+removed at the next start. Blobs are made durable *before* the catalog row
+that refers to them is committed, so a committed row always has its content.
+
+Imports write many blobs at once through a :class:`BlobBatch`: each
+:meth:`~BlobBatch.put` reads, hashes and writes its temporary in the calling
+thread (the source's file is only valid until it yields the next document),
+while a small thread pool fsyncs each temporary and renames it into place
+(fsync releases the GIL, so these overlap with reading the next documents).
+:meth:`~BlobBatch.settle` is the batch's durability barrier: it waits for
+them, then fsyncs each fan-out folder that received or holds one of the
+batch's blobs (and, once per process or after creating it, that folder's
+parent), so the renames themselves survive a power loss before the catalog
+commits the rows.
+A blob left behind by a crash before that commit is complete (it was renamed
+only after its fsync) and harmless: the next import finds it by its hash.
 """
 
 from __future__ import annotations
@@ -13,7 +26,10 @@ import contextlib
 import hashlib
 import os
 import secrets
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol
 
@@ -21,6 +37,22 @@ from .private import make_private_dir
 
 CHUNK = 1024 * 1024
 STALE_AFTER_S = 3600
+#: Threads that fsync and rename a batch's blobs (and fsync its folders): fsyncs
+#: in flight together share the file system's journal commits.
+SYNC_THREADS = 4
+
+
+class BlobBatch(Protocol):
+    """Blobs written now and made durable together (see the module docs)."""
+
+    def put(self, content: bytes | Path | BinaryIO) -> tuple[str, int]:
+        """Store ``content`` (as :meth:`BlobStore.put`); durable only after :meth:`settle`."""
+        ...
+
+    def settle(self) -> dict[str, OSError]:
+        """The durability barrier: every blob put so far is durable, except
+        those in the returned mapping (sha256 -> why not). Starts a new batch."""
+        ...
 
 
 class BlobStore:
@@ -34,6 +66,10 @@ class BlobStore:
         # were a visible share of an import's CPU time.
         self._root_str = str(root)
         self._tmp_str = str(self._tmp)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # Fan-out folders whose entry in their parent this process fsynced.
+        self._durable: set[str] = set()
         if write:
             make_private_dir(root)
             self._tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -60,45 +96,26 @@ class BlobStore:
 
     def put(self, content: bytes | Path | BinaryIO) -> tuple[str, int]:
         """Store ``content`` (bytes, a file to copy, or an open binary file
-        read from its start); return (sha256, size).
+        read from its start) durably; return (sha256, size).
 
         With ``write=False`` (dry runs) only the hash is computed.
         """
-        if isinstance(content, bytes):
-            sha = hashlib.sha256(content).hexdigest()
-            if self.write and not self.exists(sha):
-                self._store(sha, content)
-            return sha, len(content)
-        if isinstance(content, Path):
-            with content.open("rb") as src:
-                return self._copy_stream(src) if self.write else _hash_stream(src)
-        # An open handle (the folder source's): read it, never its path again.
-        content.seek(0)
-        return self._copy_stream(content) if self.write else _hash_stream(content)
+        batch = self.batch()
+        sha, size = batch.put(content)
+        failed = batch.settle()
+        if sha in failed:
+            raise failed[sha]
+        return sha, size
 
-    def _copy_stream(self, src: IO[bytes]) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp_name = self._temporary()
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            sha = digest.hexdigest()
-            target = self._path_str(sha)
-            if os.path.exists(target):
-                os.unlink(tmp_name)
-            else:
-                _replace_making_parent(tmp_name, target)
-            return sha, size
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
+    def batch(self) -> BlobBatch:
+        """A batch of blobs made durable together (see the module docs)."""
+        return _LocalBatch(self) if self.write else _ImmediateBatch(_hash_only)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="blob-sync")
+            return self._pool
 
     def _temporary(self) -> tuple[int, str]:
         """A new temporary file in ``tmp/`` (what ``tempfile.mkstemp`` does, cheaper)."""
@@ -111,19 +128,16 @@ class BlobStore:
                 continue  # 64 random bits collided: practically never
             return fd, name
 
-    def _store(self, sha: str, data: bytes) -> None:
-        target = self._path_str(sha)
-        fd, tmp_name = self._temporary()
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            _replace_making_parent(tmp_name, target)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
+    def _make_leaf(self, sha: str) -> list[str]:
+        """Create ``ab/cd/`` for ``sha``; the folders that were missing."""
+        created = []
+        for folder in (f"{self._root_str}/{sha[:2]}", f"{self._root_str}/{sha[:2]}/{sha[2:4]}"):
+            try:
+                os.mkdir(folder, 0o700)
+                created.append(folder)
+            except FileExistsError:
+                pass
+        return created
 
     def _clean_temporaries(self) -> None:
         # Only old leftovers: another invoicesync process (a `fetch` beside the
@@ -137,6 +151,176 @@ class BlobStore:
                 pass
 
 
+class _LocalBatch:
+    """A :class:`BlobBatch` of a :class:`BlobStore` (see the module docs)."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self._pending: list[tuple[str, Future[list[str]]]] = []
+        self._present: list[str] = []  # already stored: their folder is fsynced too
+
+    def put(self, content: bytes | Path | BinaryIO) -> tuple[str, int]:
+        if isinstance(content, bytes):
+            sha = hashlib.sha256(content).hexdigest()
+            if self._store.exists(sha):
+                self._present.append(sha)
+            else:
+                fd, tmp_name = self._store._temporary()
+                try:
+                    _write_all(fd, content)
+                except BaseException:
+                    _discard(fd, tmp_name)
+                    raise
+                self._later(fd, tmp_name, sha)
+            return sha, len(content)
+        if isinstance(content, Path):
+            with content.open("rb") as src:
+                return self._copy_stream(src)
+        # An open handle (the folder source's): read it, never its path again.
+        content.seek(0)
+        return self._copy_stream(content)
+
+    def _copy_stream(self, src: IO[bytes]) -> tuple[str, int]:
+        # One read of the content: hashed while it is copied.
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = self._store._temporary()
+        try:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                _write_all(fd, chunk)
+        except BaseException:
+            _discard(fd, tmp_name)
+            raise
+        sha = digest.hexdigest()
+        if self._store.exists(sha):
+            _discard(fd, tmp_name)
+            self._present.append(sha)
+        else:
+            self._later(fd, tmp_name, sha)
+        return sha, size
+
+    def _later(self, fd: int, tmp_name: str, sha: str) -> None:
+        try:
+            future = self._store._executor().submit(_sync_and_place, self._store, fd, tmp_name, sha)
+        except BaseException:
+            _discard(fd, tmp_name)
+            raise
+        self._pending.append((sha, future))
+
+    def settle(self) -> dict[str, OSError]:
+        store = self._store
+        failed: dict[str, OSError] = {}
+        created: set[str] = set()
+        for sha, future in self._pending:
+            try:
+                created.update(future.result())
+            except OSError as exc:
+                failed[sha] = exc
+        placed = [s for s, _ in self._pending if s not in failed] + self._present
+        self._pending, self._present = [], []
+        # The folder of each blob (its new name); and, unless this process has
+        # made it durable before, each folder's own entry in its parent: one
+        # created by another process that was killed before its barrier may
+        # never have been fsynced.
+        folders: dict[str, list[str]] = {}  # folder to fsync -> the blobs that need it
+        entries: dict[str, list[str]] = {}  # folder whose entry that makes durable -> blobs
+        for sha in placed:
+            leaf = os.path.dirname(store._path_str(sha))
+            folders.setdefault(leaf, []).append(sha)
+            for folder in (leaf, os.path.dirname(leaf)):
+                if folder in created or folder not in store._durable:
+                    parent = os.path.dirname(folder)
+                    folders.setdefault(parent, []).append(sha)
+                    entries.setdefault(folder, []).append(parent)
+        if folders:
+            synced = store._executor().map(_fsync_folder, folders)
+            broken = set()
+            for folder, error in zip(folders, synced, strict=True):
+                if error is not None:
+                    broken.add(folder)
+                    for sha in folders[folder]:
+                        failed.setdefault(sha, error)
+            store._durable.update(f for f, parents in entries.items() if broken.isdisjoint(parents))
+        return failed
+
+
+class _ImmediateBatch:
+    """A :class:`BlobBatch` whose puts are durable at once (an object store's
+    PUT), or that only hashes (a dry run writes nothing)."""
+
+    def __init__(self, put: Callable[[bytes | Path | BinaryIO], tuple[str, int]]) -> None:
+        self.put = put
+
+    def settle(self) -> dict[str, OSError]:
+        return {}
+
+
+def _hash_only(content: bytes | Path | BinaryIO) -> tuple[str, int]:
+    if isinstance(content, bytes):
+        return hashlib.sha256(content).hexdigest(), len(content)
+    if isinstance(content, Path):
+        with content.open("rb") as src:
+            return _hash_stream(src)
+    content.seek(0)
+    return _hash_stream(content)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _discard(fd: int, tmp_name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp_name)
+
+
+def _sync_and_place(store: BlobStore, fd: int, tmp_name: str, sha: str) -> list[str]:
+    """fsync the temporary, then rename it into place (a pool thread); the
+    fan-out folders it had to create."""
+    try:
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        # Same content put twice in one batch: the second rename replaces a
+        # complete file by an identical one. Once the 65,536 fan-out folders
+        # exist, the rename alone suffices: it is tried first.
+        target = store._path_str(sha)
+        try:
+            os.replace(tmp_name, target)
+            return []
+        except FileNotFoundError:
+            if not os.path.exists(tmp_name):
+                raise
+        created = store._make_leaf(sha)
+        os.replace(tmp_name, target)
+        return created
+    except BaseException:
+        if fd >= 0:
+            _discard(fd, tmp_name)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+        raise
+
+
+def _fsync_folder(folder: str) -> OSError | None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return exc
+    return None
+
+
 def _hash_stream(src: IO[bytes]) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -144,21 +328,6 @@ def _hash_stream(src: IO[bytes]) -> tuple[str, int]:
         digest.update(chunk)
         size += len(chunk)
     return digest.hexdigest(), size
-
-
-def _replace_making_parent(tmp_name: str, target: str) -> None:
-    """Rename ``tmp_name`` to ``target``, creating its folder only if missing.
-
-    Once the 65,536 fan-out folders exist, the rename alone suffices: trying
-    it first saves a mkdir and a stat per blob.
-    """
-    try:
-        os.replace(tmp_name, target)
-    except FileNotFoundError:
-        if not os.path.exists(tmp_name):
-            raise
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-        os.replace(tmp_name, target)
 
 
 class RemoteBlobStore:
@@ -246,6 +415,10 @@ class RemoteBlobStore:
             self._evict()
         return self._cache.path(sha256)
 
+    def batch(self) -> BlobBatch:
+        """Each PUT is atomic and durable by itself: nothing to settle."""
+        return _ImmediateBatch(self.put)
+
     def _evict(self) -> None:
         files = [p for p in self._cache.root.glob("??/??/*") if p.is_file()]
         if len(files) <= self.CACHE_FILES:
@@ -266,6 +439,10 @@ class Blobs(Protocol):
     def path(self, sha256: str) -> Path: ...
 
     def exists(self, sha256: str) -> bool: ...
+
+    def batch(self) -> BlobBatch:
+        """Blobs written now, made durable together by the batch's ``settle``."""
+        ...
 
     @property
     def location(self) -> str:

@@ -4,12 +4,20 @@
 store first, then the row, its revision and the source's checkpoint cursor are
 committed in one transaction. A crash before the commit loses nothing the
 source cannot give again; a crash after it leaves a consistent row.
+
+Imports use :class:`ImportBatch` (group commit): each document's content is
+written as it arrives, one durability barrier covers the whole batch's blobs,
+then one transaction commits all its rows, revisions and the source's last
+cursor. Should that transaction fail (a document the database refuses, a
+concurrent writer that won a race), the batch is committed again one
+document at a time, so one bad document never costs the others.
 """
 
 from __future__ import annotations
 
 import hashlib
 import mimetypes
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +28,7 @@ import sqlalchemy as sa
 from invoicesync.plugins.models import Document, DocumentMetadata, SourceDocument
 from invoicesync.plugins.names import CONTROL_CHARACTERS
 
-from .blobs import Blobs
+from .blobs import BlobBatch, Blobs
 from .schema import document_revisions, documents, source_cursors
 
 _METADATA_FIELDS = tuple(DocumentMetadata.model_fields)
@@ -46,6 +54,52 @@ _UPDATE_CURSOR = (
     .values(cursor=sa.bindparam("cursor"), updated_at=sa.bindparam("updated_at"))
 )
 _INSERT_CURSOR = source_cursors.insert()
+
+
+def _original_query(with_key: bool, with_date: bool) -> sa.Select[Any]:
+    c = documents.c
+    same = sa.and_(c.sha256 == sa.bindparam("sha"), c.source != sa.bindparam("source_id"))
+    if with_key:
+        same = sa.or_(same, c.business_key == sa.bindparam("key"))
+    query = sa.select(c.id, c.sha256, c.source).where(
+        c.id != sa.bindparam("doc_id"), c.duplicate_of.is_(None), same
+    )
+    if with_date:
+        imported = sa.bindparam("imported", type_=c.import_date.type)
+        query = query.where(
+            sa.or_(
+                c.import_date < imported,
+                sa.and_(c.import_date == imported, c.id < sa.bindparam("doc_id")),
+            )
+        )
+    return query.order_by(c.import_date, c.id).limit(1)
+
+
+# A batch of first imports (see _insert_all_new): is any of these ids present,
+# does any original share a hash or a business key with them?
+_ANY_PRESENT = (
+    sa.select(documents.c.id)
+    .where(documents.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .limit(1)
+)
+_ANY_ORIGINAL = (
+    sa.select(documents.c.id)
+    .where(
+        documents.c.duplicate_of.is_(None),
+        sa.or_(
+            documents.c.sha256.in_(sa.bindparam("shas", expanding=True)),
+            documents.c.business_key.in_(sa.bindparam("keys", expanding=True)),
+        ),
+    )
+    .limit(1)
+)
+
+# Built once: building this select anew per document cost more than running it.
+_FIND_ORIGINAL = {(k, d): _original_query(k, d) for k in (False, True) for d in (False, True)}
+
+#: What fails one document, not the import: bad values, unreadable content, a
+#: row the database refuses.
+DOCUMENT_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, sa.exc.IntegrityError)
 
 
 class ImportStatus(StrEnum):
@@ -77,6 +131,20 @@ class Derived:
 _NO_DERIVED = Derived()
 #: The provenance key recording why a document is a duplicate.
 DUPLICATE_KEY = "duplicate_of"
+
+
+@dataclass(frozen=True)
+class StagedDocument:
+    """A document whose content is written, ready for its catalog row."""
+
+    source_id: str
+    doc_id: str
+    item: SourceDocument
+    sha: str
+    size: int
+    media_type: str
+    meta: dict[str, Any]
+    now: datetime
 
 
 def business_key(metadata: DocumentMetadata) -> str | None:
@@ -219,9 +287,25 @@ class Catalog:
         document (or one whose content or business key changed) that repeats an
         earlier one is marked ``duplicate_of`` it, in the same transaction.
         """
+        staged = self._staged(source_id, item, now, derived, self.blobs.put)
+        return self._store_staged(staged)
+
+    def batch(self, source_id: str, *, documents: int | None = None) -> ImportBatch:
+        """A group commit of ``source_id``'s documents (see :class:`ImportBatch`),
+        full at ``documents`` documents (default :data:`BATCH_DOCUMENTS`)."""
+        return ImportBatch(self, source_id, documents)
+
+    def _staged(
+        self,
+        source_id: str,
+        item: SourceDocument,
+        now: datetime,
+        derived: Derived,
+        put: Any,
+    ) -> StagedDocument:
         validate_external_id(item.external_id)
         doc_id = document_id(source_id, item.external_id)
-        sha, size = self.blobs.put(item.content)
+        sha, size = put(item.content)
         media_type = (
             item.media_type or mimetypes.guess_type(item.filename)[0] or "application/octet-stream"
         )
@@ -230,18 +314,41 @@ class Catalog:
         meta["einvoice_valid"] = derived.einvoice_valid
         meta["einvoice_errors"] = list(derived.einvoice_errors)
         meta["business_key"] = business_key(item.metadata)
+        return StagedDocument(source_id, doc_id, item, sha, size, media_type, meta, now)
+
+    def _store_staged(self, staged: StagedDocument) -> ImportOutcome:
+        """One document in a transaction of its own, started over when it
+        loses a race with another writer (see :meth:`store`)."""
         for attempt in range(1, self.STORE_ATTEMPTS + 1):
             try:
-                # A fresh copy per attempt: _store adds the duplicate's reason.
-                fresh = {**meta, "provenance": dict(meta["provenance"])}
-                return self._store(source_id, doc_id, item, sha, size, media_type, fresh, now)
+                with self.engine.begin() as conn:
+                    outcome = self._write(conn, staged)
+                    if staged.item.cursor is not None:
+                        self._save_cursor(conn, staged.source_id, staged.item.cursor, staged.now)
+                return outcome
             except sa.exc.IntegrityError:
                 if attempt == self.STORE_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
+    def _write(self, conn: sa.Connection, staged: StagedDocument) -> ImportOutcome:
+        # A fresh copy per attempt: _store adds the duplicate's reason.
+        meta = {**staged.meta, "provenance": dict(staged.meta["provenance"])}
+        return self._store(
+            conn,
+            staged.source_id,
+            staged.doc_id,
+            staged.item,
+            staged.sha,
+            staged.size,
+            staged.media_type,
+            meta,
+            staged.now,
+        )
+
     def _store(
         self,
+        conn: sa.Connection,
         source_id: str,
         doc_id: str,
         item: SourceDocument,
@@ -255,94 +362,75 @@ class Catalog:
         # so SQLAlchemy compiles each statement once and reuses it: this is
         # the hot path of every import.
         key = meta["business_key"]
-        with self.engine.begin() as conn:
-            row = conn.execute(_SELECT_ONE, {"doc_id": doc_id}).first()
-            duplicate: tuple[str, str] | None = None
-            if row is None or (
-                row.duplicate_of is None and (row.sha256 != sha or row.business_key != key)
-            ):
-                duplicate = _find_original(
-                    conn, doc_id, source_id, sha, key, None if row is None else row.import_date
-                )
-            if duplicate is not None:
-                meta["provenance"][DUPLICATE_KEY] = duplicate[1]
-            elif row is not None and row.duplicate_of is not None:
-                # Sticky: a duplicate stays one (its reason with it).
-                reason = (row.provenance or {}).get(DUPLICATE_KEY)
-                if reason:
-                    meta["provenance"][DUPLICATE_KEY] = reason
-            duplicate_of = (
-                duplicate[0] if duplicate is not None else None if row is None else row.duplicate_of
+        row = conn.execute(_SELECT_ONE, {"doc_id": doc_id}).first()
+        duplicate: tuple[str, str] | None = None
+        if row is None or (
+            row.duplicate_of is None and (row.sha256 != sha or row.business_key != key)
+        ):
+            duplicate = _find_original(
+                conn, doc_id, source_id, sha, key, None if row is None else row.import_date
             )
-            if row is None:
-                conn.execute(
-                    _INSERT,
-                    dict(
-                        id=doc_id,
-                        source=source_id,
-                        external_id=item.external_id,
-                        import_date=now,
-                        filename=item.filename,
-                        media_type=media_type,
-                        size=size,
-                        sha256=sha,
-                        revision=1,
-                        fingerprint=item.fingerprint,
-                        updated_at=now,
-                        duplicate_of=duplicate_of,
-                        **meta,
-                    ),
-                )
-                self._add_revision(conn, doc_id, 1, sha, size, item.filename, now)
-                outcome = ImportOutcome(ImportStatus.NEW, doc_id, 1)
-            elif row.sha256 != sha:
-                revision = row.revision + 1
+        if duplicate is not None:
+            meta["provenance"][DUPLICATE_KEY] = duplicate[1]
+        elif row is not None and row.duplicate_of is not None:
+            # Sticky: a duplicate stays one (its reason with it).
+            reason = (row.provenance or {}).get(DUPLICATE_KEY)
+            if reason:
+                meta["provenance"][DUPLICATE_KEY] = reason
+        duplicate_of = (
+            duplicate[0] if duplicate is not None else None if row is None else row.duplicate_of
+        )
+        if row is None:
+            staged = StagedDocument(source_id, doc_id, item, sha, size, media_type, meta, now)
+            conn.execute(_INSERT, _new_row(staged, meta, duplicate_of))
+            self._add_revision(conn, doc_id, 1, sha, size, item.filename, now)
+            outcome = ImportOutcome(ImportStatus.NEW, doc_id, 1)
+        elif row.sha256 != sha:
+            revision = row.revision + 1
+            conn.execute(
+                _UPDATE,
+                dict(
+                    doc_id=doc_id,
+                    filename=item.filename,
+                    media_type=media_type,
+                    size=size,
+                    sha256=sha,
+                    revision=revision,
+                    fingerprint=item.fingerprint,
+                    updated_at=now,
+                    duplicate_of=duplicate_of,
+                    **meta,
+                ),
+            )
+            self._add_revision(conn, doc_id, revision, sha, size, item.filename, now)
+            outcome = ImportOutcome(ImportStatus.NEW_REVISION, doc_id, revision)
+        else:
+            current = {k: _normalise(getattr(row, k)) for k in meta}
+            wanted = {k: _normalise(v) for k, v in meta.items()}
+            changed = (
+                current != wanted
+                or row.filename != item.filename
+                or row.media_type != media_type
+                or duplicate_of != row.duplicate_of
+            )
+            if changed or row.fingerprint != item.fingerprint:
                 conn.execute(
                     _UPDATE,
                     dict(
                         doc_id=doc_id,
                         filename=item.filename,
                         media_type=media_type,
-                        size=size,
-                        sha256=sha,
-                        revision=revision,
+                        size=row.size,
+                        sha256=row.sha256,
+                        revision=row.revision,
                         fingerprint=item.fingerprint,
-                        updated_at=now,
+                        updated_at=now if changed else row.updated_at,
                         duplicate_of=duplicate_of,
                         **meta,
                     ),
                 )
-                self._add_revision(conn, doc_id, revision, sha, size, item.filename, now)
-                outcome = ImportOutcome(ImportStatus.NEW_REVISION, doc_id, revision)
-            else:
-                current = {k: _normalise(getattr(row, k)) for k in meta}
-                wanted = {k: _normalise(v) for k, v in meta.items()}
-                changed = (
-                    current != wanted
-                    or row.filename != item.filename
-                    or row.media_type != media_type
-                    or duplicate_of != row.duplicate_of
-                )
-                if changed or row.fingerprint != item.fingerprint:
-                    conn.execute(
-                        _UPDATE,
-                        dict(
-                            doc_id=doc_id,
-                            filename=item.filename,
-                            media_type=media_type,
-                            size=row.size,
-                            sha256=row.sha256,
-                            revision=row.revision,
-                            fingerprint=item.fingerprint,
-                            updated_at=now if changed else row.updated_at,
-                            duplicate_of=duplicate_of,
-                            **meta,
-                        ),
-                    )
-                status = ImportStatus.METADATA if changed else ImportStatus.UNCHANGED
-                outcome = ImportOutcome(status, doc_id, row.revision)
-            if item.cursor is not None:
-                self._save_cursor(conn, source_id, item.cursor, now)
+            status = ImportStatus.METADATA if changed else ImportStatus.UNCHANGED
+            outcome = ImportOutcome(status, doc_id, row.revision)
         if duplicate is not None:
             outcome = ImportOutcome(
                 outcome.status, outcome.document_id, outcome.revision, duplicate[0], duplicate[1]
@@ -370,6 +458,66 @@ class Catalog:
                 imported_at=now,
             ),
         )
+
+
+def _new_row(
+    staged: StagedDocument, meta: dict[str, Any], duplicate_of: str | None
+) -> dict[str, Any]:
+    """The ``documents`` row of a document imported for the first time."""
+    item = staged.item
+    return dict(
+        id=staged.doc_id,
+        source=staged.source_id,
+        external_id=item.external_id,
+        import_date=staged.now,
+        filename=item.filename,
+        media_type=staged.media_type,
+        size=staged.size,
+        sha256=staged.sha,
+        revision=1,
+        fingerprint=item.fingerprint,
+        updated_at=staged.now,
+        duplicate_of=duplicate_of,
+        **meta,
+    )
+
+
+def _insert_all_new(conn: sa.Connection, docs: list[StagedDocument]) -> list[ImportOutcome] | None:
+    """The common case of a first import in a few statements for a whole batch:
+    when none of ``docs`` is in the catalog yet and none can be a duplicate,
+    insert them all (``executemany``); else None, and nothing was written.
+
+    "None can be a duplicate" is judged conservatively: no undeclared
+    original anywhere shares a content hash or business key with one of
+    them, and no business key repeats within the batch (the same hash within
+    a batch is one source's and never a duplicate). Anything else takes the
+    exact path, document by document.
+    """
+    ids = [d.doc_id for d in docs]
+    keys = [d.meta["business_key"] for d in docs if d.meta["business_key"] is not None]
+    if len(set(ids)) != len(ids) or len(set(keys)) != len(keys):
+        return None
+    if conn.execute(_ANY_PRESENT, {"ids": ids}).first() is not None:
+        return None
+    shas = sorted({d.sha for d in docs})
+    if conn.execute(_ANY_ORIGINAL, {"shas": shas, "keys": keys}).first() is not None:
+        return None
+    conn.execute(_INSERT, [_new_row(d, d.meta, None) for d in docs])
+    conn.execute(
+        _INSERT_REVISION,
+        [
+            dict(
+                document_id=d.doc_id,
+                revision=1,
+                sha256=d.sha,
+                size=d.size,
+                filename=d.item.filename,
+                imported_at=d.now,
+            )
+            for d in docs
+        ],
+    )
+    return [ImportOutcome(ImportStatus.NEW, d.doc_id, 1) for d in docs]
 
 
 class Fingerprints:
@@ -485,18 +633,13 @@ def _find_original(
     document. Only originals count (never a duplicate of a duplicate), and
     only earlier ones (a document is never a duplicate of a later one).
     """
-    c = documents.c
-    same = sa.and_(c.sha256 == sha, c.source != source_id)
+    query = _FIND_ORIGINAL[key is not None, imported is not None]
+    params: dict[str, Any] = {"doc_id": doc_id, "source_id": source_id, "sha": sha}
     if key is not None:
-        same = sa.or_(same, c.business_key == key)
-    query = sa.select(c.id, c.sha256, c.source).where(
-        c.id != doc_id, c.duplicate_of.is_(None), same
-    )
+        params["key"] = key
     if imported is not None:
-        query = query.where(
-            sa.or_(c.import_date < imported, sa.and_(c.import_date == imported, c.id < doc_id))
-        )
-    row = conn.execute(query.order_by(c.import_date, c.id).limit(1)).first()
+        params["imported"] = imported
+    row = conn.execute(query, params).first()
     if row is None:
         return None
     if row.sha256 == sha and row.source != source_id:
@@ -512,3 +655,119 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, list):
         return sorted(value)
     return value
+
+
+#: A batch is committed once it holds this many documents (or cursors reached
+#: without one), ...
+BATCH_DOCUMENTS = 256
+#: ... or this many bytes of content, ...
+BATCH_BYTES = 32 * 1024 * 1024
+#: ... or its first document waited this long (a slow source's documents
+#: still reach the catalog, and the exports, soon).
+BATCH_SECONDS = 2.0
+
+
+class ImportBatch:
+    """Group commit of one source's documents (see the module docs).
+
+    :meth:`add` writes a document's content at once (a source's file is only
+    valid until it yields the next one) and keeps its row for later;
+    :meth:`checkpoint` records a cursor reached without a document (a skipped
+    or unchanged one). :meth:`commit` passes the blob store's durability
+    barrier, then commits every row and the last cursor in one transaction.
+    The cursor therefore only ever advances together with the documents
+    before it. A crash before the commit leaves at most complete blobs that no
+    row refers to yet; the next import finds them by their hash.
+    """
+
+    def __init__(self, catalog: Catalog, source_id: str, documents: int | None = None) -> None:
+        self._catalog = catalog
+        self._source_id = source_id
+        self._limit = BATCH_DOCUMENTS if documents is None else documents
+        self._blobs: BlobBatch = catalog.blobs.batch()
+        self._entries: list[StagedDocument | tuple[str | None, datetime]] = []
+        self._bytes = 0
+        self._started = 0.0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def full(self) -> bool:
+        """Whether it is time to commit (see ``BATCH_*``)."""
+        return (
+            len(self._entries) >= self._limit
+            or self._bytes >= BATCH_BYTES
+            or (bool(self._entries) and time.monotonic() - self._started >= BATCH_SECONDS)
+        )
+
+    def add(self, item: SourceDocument, now: datetime, derived: Derived = _NO_DERIVED) -> None:
+        """Write ``item``'s content and keep its row for :meth:`commit`.
+
+        Raises one of :data:`DOCUMENT_ERRORS` (nothing kept) when the document
+        cannot be imported.
+        """
+        staged = self._catalog._staged(self._source_id, item, now, derived, self._blobs.put)
+        self._note()
+        self._entries.append(staged)
+        self._bytes += staged.size
+
+    def checkpoint(self, cursor: str | None, now: datetime) -> None:
+        """Save ``cursor`` with this batch, after the documents added before it."""
+        self._note()
+        self._entries.append((cursor, now))
+
+    def _note(self) -> None:
+        if not self._entries:
+            self._started = time.monotonic()
+
+    def commit(self) -> list[ImportOutcome | Exception]:
+        """Commit the batch; the outcome of each added document, in order: an
+        :class:`ImportOutcome`, or the error (one of :data:`DOCUMENT_ERRORS`)
+        that failed that document alone. Starts a new batch."""
+        entries, self._entries = self._entries, []
+        self._bytes = 0
+        failed = self._blobs.settle()
+        results: list[ImportOutcome | Exception] = []
+        catalog = self._catalog
+        try:
+            with catalog.engine.begin() as conn:
+                cursor: tuple[str | None, datetime] | None = None
+                docs = [e for e in entries if isinstance(e, StagedDocument) and e.sha not in failed]
+                done = iter((_insert_all_new(conn, docs) if docs else None) or [])
+                for entry in entries:
+                    if not isinstance(entry, StagedDocument):
+                        cursor = entry
+                    elif entry.sha in failed:
+                        results.append(failed[entry.sha])
+                    else:
+                        results.append(next(done, None) or catalog._write(conn, entry))
+                        if entry.item.cursor is not None:
+                            cursor = entry.item.cursor, entry.now
+                if cursor is not None:
+                    catalog._save_cursor(conn, self._source_id, cursor[0], cursor[1])
+            return results
+        except Exception:
+            # Which document? One at a time tells (the error comes back then).
+            return self._one_by_one(entries, failed)
+
+    def _one_by_one(
+        self,
+        entries: list[StagedDocument | tuple[str | None, datetime]],
+        failed: dict[str, OSError],
+    ) -> list[ImportOutcome | Exception]:
+        # Each document (and each cursor reached without one) in a transaction
+        # of its own, as if there were no batch: the rows of the others stay.
+        results: list[ImportOutcome | Exception] = []
+        catalog = self._catalog
+        for entry in entries:
+            if not isinstance(entry, StagedDocument):
+                catalog.save_cursor(self._source_id, *entry)
+            elif entry.sha in failed:
+                results.append(failed[entry.sha])
+            else:
+                try:
+                    results.append(catalog._store_staged(entry))
+                except DOCUMENT_ERRORS as exc:
+                    results.append(exc)
+        return results

@@ -1,5 +1,6 @@
 """Run locks (one machine: flock files; N nodes: PostgreSQL advisory locks) and
-``Catalog.store`` against a concurrent insert of the same document.
+``Catalog.store`` (and a batch of ``Catalog.batch``) against a concurrent insert
+of the same document.
 
 Every interleaving is forced: a second lock attempt is made while the first
 is held, a waiter is released from its ``on_wait`` callback, the competing
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from invoicesync.daemon.engine.locks import (
     RunLocks,
 )
 from invoicesync.daemon.storage.blobs import BlobStore
-from invoicesync.daemon.storage.catalog import Catalog, ImportStatus
+from invoicesync.daemon.storage.catalog import Catalog, ImportOutcome, ImportStatus
 from invoicesync.daemon.storage.database import create_engine
 from invoicesync.plugins.models import DocumentMetadata, SourceDocument
 
@@ -221,6 +223,50 @@ def test_store_survives_a_concurrent_insert_of_the_same_document(
     assert document is not None and document.number == "A-2"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM document_revisions")).scalar() == 1
+
+
+def test_a_batch_survives_a_concurrent_insert_of_one_of_its_documents(
+    restrictions_db: sa.Engine,
+    tmp_path: Path,
+) -> None:
+    engine = restrictions_db
+    catalog = Catalog(engine, BlobStore(tmp_path / "blobs"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM document_revisions"))
+        conn.execute(sa.text("DELETE FROM documents"))
+    fired: list[str] = []
+
+    def competitor(_conn: Any, _cursor: Any, statement: str, params: Any, *_args: Any) -> None:
+        # Right before the batch inserts the contested row (its first write:
+        # on SQLite no other writer can come between the batch's later
+        # statements), another process stores that document and commits.
+        contested = "src/inv-1.pdf" in repr(params)
+        if statement.startswith("INSERT INTO documents") and contested and not fired:
+            fired.append(statement)
+            outcome = catalog.store("src", _item("A-1"), NOW)
+            assert outcome.status is ImportStatus.NEW
+
+    other = SourceDocument("other.pdf", "other.pdf", b"%PDF-1.4 other", cursor="c-2")
+    batch = catalog.batch("src")
+    batch.add(replace(_item("A-2"), cursor="c-1"), NOW)
+    batch.add(other, NOW)
+    sa.event.listen(engine, "before_cursor_execute", competitor)
+    try:
+        outcomes = batch.commit()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", competitor)
+    assert fired
+    # The batch's transaction lost the race and was rolled back; its documents
+    # were then stored one by one: the contested one found the other's row.
+    assert [o.status for o in outcomes if isinstance(o, ImportOutcome)] == [
+        ImportStatus.METADATA,
+        ImportStatus.NEW,
+    ]
+    document = catalog.get("src/inv-1.pdf")
+    assert document is not None and document.number == "A-2"
+    assert catalog.count("src") == 2 and catalog.cursor("src") == "c-2"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM document_revisions")).scalar() == 2
 
 
 def test_database_errors_are_described_without_their_sql(tmp_path: Path) -> None:
