@@ -13,9 +13,12 @@ neither appears in ``ps``; other local users cannot drive it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import secrets
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
@@ -42,6 +45,30 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux send rclone SIGTERM when its parent dies.
+
+    ``close()`` and the finalizer stop rclone on any orderly exit; this covers
+    a ``kill -9`` of invoicesync, after which an orphaned ``rclone rcd`` would
+    otherwise listen on loopback forever. The libc function is looked up here,
+    before the fork: the child only makes one system call before exec.
+    (PR_SET_PDEATHSIG fires when the *thread* that started rclone ends; the
+    engine's export threads live as long as the run, which closes the target.)
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return preexec
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -79,6 +106,8 @@ class RcdServer:
                 stdout=self._log,
                 stderr=self._log,
                 env=env,
+                # One prctl call between fork and exec (see _die_with_parent).
+                preexec_fn=_die_with_parent(),
             )
         except OSError as exc:
             self._log.close()

@@ -28,12 +28,13 @@ import contextlib
 import os
 import threading
 import time
+import unicodedata
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from typing import IO, TYPE_CHECKING, Any, cast
+from urllib.parse import quote, unquote, urlsplit
 
 from invoicesync.plugins import (
     ConnectorOptions,
@@ -77,6 +78,29 @@ _PROPFIND = (
     "<d:getetag/><d:getcontentlength/><d:resourcetype/><i:sha256/>"
     "</d:prop></d:propfind>"
 ).encode()
+
+
+#: A PROPFIND that asks for as little as possible: only the names matter.
+_PROPFIND_NAMES = (
+    b'<?xml version="1.0" encoding="utf-8"?>'
+    b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/></d:prop></d:propfind>'
+)
+#: A folder with more entries is not listed (memory): its names are PROPFINDed one by one.
+_MAX_LISTED = 50_000
+#: _list's answer for a passing failure (not remembered).
+_UNKNOWN = object()
+
+
+def _last_segment(href: str) -> str:
+    """The decoded last path segment of an href (absolute URL or path)."""
+    path = urlsplit(href.strip()).path.rstrip("/")
+    return unquote(path.rsplit("/", 1)[-1])
+
+
+def _name_key(name: str) -> str:
+    # Servers may hand names back in another Unicode normalisation form (macOS
+    # back-ends: NFD); a mismatch would only cost the PROPFIND, never a wrong skip.
+    return unicodedata.normalize("NFC", name)
 
 
 class WebDAVOptions(ConnectorOptions):
@@ -146,6 +170,10 @@ class WebDAVTarget(Target[WebDAVOptions]):
         self._mkcol_lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
+        # Per folder: the names it held when first listed this run (None: not
+        # listable); see _known_absent.
+        self._listings: dict[tuple[str, ...], frozenset[str] | None] = {}
+        self._listing_lock = threading.Lock()
         self._journal = Path(context.state_dir) / "temporaries"
         self._swept = False
         # Held during the sweep: the other threads wait for it, or it could
@@ -182,13 +210,15 @@ class WebDAVTarget(Target[WebDAVOptions]):
         parts = split_remote_name(item.remote_name, forbidden=FORBIDDEN_CHARS.replace("/", ""))
         final = self._url(parts)
         self._sweep_temporaries()
-        existing = self._stat(final)
-        if existing is not None and existing.get("collection"):
-            raise PermanentError(f"WebDAV {final} is a folder; cannot store a document there")
-        if existing is not None and existing.get("sha256") == item.document.sha256:
-            # Same revision already there (a redelivery after a crash): keep it.
-            return ExportResult(existing.get("etag") or final)
         folder = tuple(self._base + parts[:-1])
+        # A name the folder's listing did not have needs no PROPFIND: the MOVE
+        # then says "Overwrite: F", and should the name exist by now after all
+        # (412), the usual checks run then. A name that was there is checked now.
+        absent = self._known_absent(folder, parts[-1])
+        if not absent:
+            done = self._delivered(self._stat(final), final, item)
+            if done is not None:
+                return done
         self._ensure_dirs(folder)
         token = uuid.uuid4().hex[:16]
         temp = self._url([*parts[:-1], f".invoicesync-{token}.tmp"])
@@ -202,7 +232,16 @@ class WebDAVTarget(Target[WebDAVOptions]):
                 response = self._put(temp, item)
             self._raise_for_status(response, "PUT", temp)
             self._set_sha256(temp, item.document.sha256)
-            response = self._request("MOVE", temp, headers={"Destination": final, "Overwrite": "T"})
+            response = self._move(temp, final, overwrite=not absent)
+            if response.status_code == 412 and absent:
+                # The name appeared after the folder was listed (another client,
+                # or a document of this run with the same name): check it now.
+                done = self._delivered(self._stat(final), final, item)
+                if done is not None:
+                    if self._discard(temp):
+                        self._forget(token)
+                    return done
+                response = self._move(temp, final, overwrite=True)
             self._raise_for_status(response, "MOVE", final)
         except BaseException:
             if self._discard(temp):
@@ -215,9 +254,83 @@ class WebDAVTarget(Target[WebDAVOptions]):
         return ExportResult(stat.get("etag") or final)
 
     def close(self) -> None:
+        with self._listing_lock:
+            self._listings.clear()
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def _delivered(
+        self, existing: dict[str, str] | None, final: str, item: ExportItem
+    ) -> ExportResult | None:
+        """The result when ``final`` already holds this revision; raise if it is a folder."""
+        if existing is not None and existing.get("collection"):
+            raise PermanentError(f"WebDAV {final} is a folder; cannot store a document there")
+        if existing is not None and existing.get("sha256") == item.document.sha256:
+            # Same revision already there (a redelivery after a crash): keep it.
+            return ExportResult(existing.get("etag") or final)
+        return None
+
+    def _move(self, temp: str, final: str, *, overwrite: bool) -> httpx.Response:
+        headers = {"Destination": final, "Overwrite": "T" if overwrite else "F"}
+        return self._request("MOVE", temp, headers=headers)
+
+    # -- folder listings: which names are surely absent ------------------------------
+
+    def _known_absent(self, folder: tuple[str, ...], name: str) -> bool:
+        """Whether ``name`` was not in ``folder`` when this run first listed it.
+
+        One ``PROPFIND Depth: 1`` per folder and run replaces a PROPFIND per
+        document for the names that are not there yet (a first export). Only
+        absence is trusted: what was there is looked at again before use.
+        """
+        if folder not in self._listings:
+            with self._listing_lock:
+                if folder not in self._listings:
+                    listing = self._list(folder)
+                    if listing is _UNKNOWN:
+                        return False  # a passing failure: not remembered, tried again
+                    self._listings[folder] = listing
+        names = self._listings[folder]
+        return names is not None and _name_key(name) not in names
+
+    def _list(self, folder: tuple[str, ...]) -> Any:
+        """The names in ``folder`` (empty if it does not exist), None when the
+        server will not list it (or it is too large to keep), _UNKNOWN on a
+        passing failure."""
+        import httpx
+
+        url = self.options.url + "".join(quote(p, safe="") + "/" for p in folder)
+        names: set[str] = set()
+        parser: ET.XMLPullParser[Any] = ET.XMLPullParser(events=("end",))
+        try:
+            with self.client.stream(
+                "PROPFIND", url, headers={"Depth": "1", **_XML}, content=_PROPFIND_NAMES
+            ) as response:
+                if response.status_code != 207:
+                    # Read the (short) error page: a response closed unread
+                    # costs its keep-alive connection.
+                    response.read()
+                if response.status_code == 404:
+                    return frozenset()
+                if response.status_code != 207:
+                    # 403 (Depth 1 refused) and the like: fall back for good.
+                    return None if response.status_code < 500 else _UNKNOWN
+                for chunk in response.iter_bytes():
+                    parser.feed(chunk)
+                    events = cast("Iterator[tuple[str, Any]]", parser.read_events())
+                    for _kind, element in events:
+                        if not isinstance(element, ET.Element):
+                            continue
+                        if element.tag == f"{_DAV}href" and element.text:
+                            names.add(_name_key(_last_segment(element.text)))
+                        elif element.tag == f"{_DAV}response":
+                            element.clear()  # keep memory flat on a large folder
+                    if len(names) > _MAX_LISTED:
+                        return None
+        except (httpx.HTTPError, ET.ParseError):
+            return _UNKNOWN
+        return frozenset(names)
 
     # -- HTTP -------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from fixtures.sshd import SshServer
@@ -29,7 +30,7 @@ from invoicesync.connectors_builtin.sftp import SftpTarget
 from invoicesync.connectors_builtin.webdav import WebDAVTarget
 from invoicesync.daemon.cli import main
 from invoicesync.daemon.config.models import ExportConfig
-from invoicesync.plugins import ExportItem, Target
+from invoicesync.plugins import ExportItem, PermanentError, Target
 
 pytestmark = pytest.mark.server
 
@@ -255,3 +256,52 @@ def test_s3_threads_share_one_client_with_a_pool_for_them(tmp_path: Path) -> Non
     assert len(ids) == 1
     assert target.client.meta.config.max_pool_connections >= 32 >= S3Target.default_concurrency
     target.close()
+
+
+def test_webdav_lists_a_folder_once_instead_of_a_propfind_per_new_name(tmp_path: Path) -> None:
+    recorders: list[Recorder] = []
+
+    def wrap(app: Any) -> Any:
+        recorders.append(Recorder(app, gate=1))
+        return recorders[-1]
+
+    with serve_wsgidav(tmp_path / "dav", wrap=wrap) as server:
+        (recorder,) = recorders
+        (server.root / "Belege/a").mkdir(parents=True)
+        (server.root / "Belege/a/old.pdf").write_bytes(b"someone else's file")
+        options = WebDAVTarget.Options.model_validate(
+            {
+                "url": server.url,
+                "path": "Belege",
+                "username": server.username,
+                "password": server.password,
+            }
+        )
+        target = WebDAVTarget("dav", options, context(tmp_path))
+        content = tmp_path / "content"
+        content.mkdir()
+        try:
+            for n in range(5):
+                target.export(make_item(content, f"doc {n}".encode(), f"a/{n}.pdf"))
+            # A name that was in the listing is checked as before (and replaced).
+            target.export(make_item(content, b"mine now", "a/old.pdf"))
+            # Names that appear after the listing, behind the target's back:
+            # a file is replaced, a folder is refused, as without the listing.
+            auth = (server.username, server.password)
+            httpx.put(f"{server.url}Belege/a/late.pdf", content=b"theirs", auth=auth)
+            httpx.request("MKCOL", f"{server.url}Belege/a/dir.pdf", auth=auth)
+            target.export(make_item(content, b"ours", "a/late.pdf"))
+            with pytest.raises(PermanentError, match="is a folder"):
+                target.export(make_item(content, b"refused", "a/dir.pdf"))
+        finally:
+            target.close()
+        listing = server.files(server.root / "Belege/a")
+    propfinds = Counter(path for method, path, _ in recorder.requests if method == "PROPFIND")
+    # One listing of the folder; each new name only PROPFINDed after its MOVE (the ETag).
+    assert propfinds["/Belege/a/"] == 1
+    assert all(propfinds[f"/Belege/a/{n}.pdf"] == 1 for n in range(5))
+    assert propfinds["/Belege/a/old.pdf"] == 2  # checked before, and the ETag after
+    assert sorted(listing) == sorted([f"{n}.pdf" for n in range(5)] + ["late.pdf", "old.pdf"])
+    assert (server.root / "Belege/a/late.pdf").read_bytes() == b"ours"
+    assert (server.root / "Belege/a/old.pdf").read_bytes() == b"mine now"
+    assert list((server.root / "Belege/a/dir.pdf").iterdir()) == []

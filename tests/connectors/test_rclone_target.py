@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,3 +342,49 @@ def test_options_validation(tmp_path: Path) -> None:
     assert RcloneOptions(remote="gdrive:").remote == "gdrive:"
     o = RcloneOptions.model_validate({"remote": "gdrive:", "config_password": "s3cret"})
     assert "s3cret" not in repr(o)
+
+
+_RCD_CHILD = """
+import sys, time
+from invoicesync.connectors_builtin.rclone.rcd import RcdServer
+from invoicesync.connectors_builtin.rclone.target import classify_message
+rcd = RcdServer([sys.argv[1], "--config", sys.argv[2]], {}, timeout=5, transfer_timeout=60,
+                classify=classify_message)
+print(rcd._proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; its reaper may just not have run yet
+
+
+def test_rclone_rcd_does_not_outlive_a_killed_invoicesync(
+    rclone_remotes: RcloneRemotes, tmp_path: Path
+) -> None:
+    """The default mode keeps an rclone rcd; a kill -9 of its parent must not orphan it."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _RCD_CHILD, rclone_remotes.program, str(rclone_remotes.config)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        rcd_pid = int(child.stdout.readline())
+        assert _running(rcd_pid)
+        child.kill()  # SIGKILL: no finalizer, no close()
+        child.wait(30)
+        deadline = time.monotonic() + 30
+        while _running(rcd_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(rcd_pid), "rclone rcd outlived the process that started it"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
