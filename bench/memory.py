@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 label, exe = installs[-1]
                 subprocess.run(
                     [
-                        sys.executable,
+                        # That installation's own Python (its code, not this one's).
+                        str(exe.with_name("python")),
                         "-m",
                         "cProfile",
                         "-o",

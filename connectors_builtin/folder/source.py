@@ -398,13 +398,17 @@ class FolderSource(Source[FolderSourceOptions]):
         known = self.context.known_fingerprint
         try:
             rel.encode("utf-8")  # never recorded otherwise; the full path says why
-            st = entry.stat(follow_symlinks=False)
+            # os.stat with dir_fd, not entry.stat(): the same fstatat, but the
+            # result is not cached on the entry -- a folder's entries live
+            # while it is walked, and ~600 bytes of stat each would make
+            # memory grow with the size of the largest folder.
+            st = os.stat(entry.name, dir_fd=folder.fd, follow_symlinks=False)
             sidecar = self._find_sidecar(entry.name, folder)
             sc_st = None
             if sidecar is not None:
                 if sidecar.is_symlink():
                     return None  # judged (and followed or not) by the full path
-                sc_st = sidecar.stat(follow_symlinks=False)
+                sc_st = os.stat(sidecar.name, dir_fd=folder.fd, follow_symlinks=False)
         except (OSError, UnicodeEncodeError):
             return None
         if not stat.S_ISREG(st.st_mode) or (sc_st is not None and not stat.S_ISREG(sc_st.st_mode)):
