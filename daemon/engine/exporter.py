@@ -250,7 +250,7 @@ class _AccountRun:
         retry = self.account.retry
         item = ExportItem(document, name, self.rt.blobs.path(document.sha256))
         outcome = _Outcome(action, name)
-        if self.abort is not None:
+        if self.abort is not None or self.rt.stop.is_set():
             return outcome.ends("untried")  # queued before the run stopped
         attempt = 0
         started = time.monotonic()
@@ -414,7 +414,8 @@ class _AccountRun:
     ) -> None:
         """Carry out the plan in group-committed batches on ``workers`` threads.
 
-        At most ``2 * workers`` deliveries are in flight. Stops taking new
+        Up to a batch of deliveries is queued for the workers while the
+        main thread plans and reserves the next batch. Stops taking new
         documents on shutdown or after :data:`CONSECUTIVE_FAILURES_TO_ABORT`
         failures in a row; what was delivered is still committed, and the
         intents of documents never tried that had no ledger row are dropped
@@ -428,9 +429,7 @@ class _AccountRun:
                 for chunk in self._chunks(actions, progress):
                     if self._stopping():
                         break
-                    batcher.run(self.reserve_batch(chunk))
-                    if self._stopping():
-                        break
+                    batcher.add(self.reserve_batch(chunk))
             finally:
                 batcher.finish()
         if self.abort:
@@ -492,45 +491,53 @@ class _Batcher:
     ) -> None:
         self.run_ = run
         self.pool = pool
-        self.limit = 2 * workers
+        # A batch's worth may wait in the pool's queue, so that the workers
+        # have work while the main thread plans, reserves and commits.
+        self.limit = max(2 * workers, BATCH_SIZE)
         self.progress = progress
+        self.queue: deque[tuple[Action, str]] = deque()
         self.in_flight: set[Future[_Outcome]] = set()
         self.pending: list[_Outcome] = []
         self.deadline = 0.0  # when self.pending must be committed
 
-    def run(self, reserved: list[tuple[Action, str]]) -> None:
-        """Deliver one reserved batch; commit outcomes as batches fill or age."""
+    def add(self, reserved: list[tuple[Action, str]]) -> None:
+        """Hand a reserved batch to the workers; commit outcomes as batches fill or age.
+
+        Returns once all of it is handed over (or the run stops), with up to
+        :attr:`limit` deliveries still in flight: the caller plans and
+        reserves the next batch while the workers write this one.
+        """
         run = self.run_
-        queue = deque(reserved)
-        try:
-            while queue or self.in_flight:
-                while queue and len(self.in_flight) < self.limit and not run._stopping():
-                    action, name = queue.popleft()
-                    self.in_flight.add(self.pool.submit(run.deliver, action, name))
-                if not self.in_flight:
-                    break  # stopping: nothing more goes out
-                timeout = max(0.0, self.deadline - time.monotonic()) if self.pending else None
-                done, self.in_flight = wait(
-                    self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED
-                )
-                self._collect(done)
-                if self.pending and (
-                    len(self.pending) >= BATCH_SIZE or time.monotonic() >= self.deadline
-                ):
-                    self._commit()
-        finally:
-            if queue:
-                # Never tried: drop the intents of those that had no row.
-                unused = [a.document.id for a, _ in queue if a.candidate.state is None]
-                with run.rt.ledger.transaction() as tx:
-                    tx.release(run.account.id, unused)
+        self.queue.extend(reserved)
+        while self.queue and not run._stopping():
+            while self.queue and len(self.in_flight) < self.limit:
+                action, name = self.queue.popleft()
+                self.in_flight.add(self.pool.submit(run.deliver, action, name))
+            if self.queue:
+                self._wait()
 
     def finish(self) -> None:
         """Wait for what is in flight and commit everything delivered."""
-        if self.in_flight:
-            done, self.in_flight = wait(self.in_flight)
-            self._collect(done)
-        if self.pending:
+        run = self.run_
+        try:
+            while self.in_flight:
+                self._wait()
+            if self.pending:
+                self._commit()
+        finally:
+            if self.queue:
+                # Never handed over (the run stopped): drop the fresh intents.
+                unused = [a.document.id for a, _ in self.queue if a.candidate.state is None]
+                self.queue.clear()
+                with run.rt.ledger.transaction() as tx:
+                    tx.release(run.account.id, unused)
+
+    def _wait(self) -> None:
+        """Collect finished deliveries; commit a batch when it is full or old enough."""
+        timeout = max(0.0, self.deadline - time.monotonic()) if self.pending else None
+        done, self.in_flight = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        self._collect(done)
+        if self.pending and time.monotonic() >= self.deadline:
             self._commit()
 
     def _collect(self, done: set[Future[_Outcome]]) -> None:
@@ -538,6 +545,8 @@ class _Batcher:
             if not self.pending:
                 self.deadline = time.monotonic() + BATCH_SECONDS
             self.pending.append(future.result())
+            if len(self.pending) >= BATCH_SIZE:
+                self._commit()
 
     def _commit(self) -> None:
         batch, self.pending = self.pending, []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -388,3 +389,30 @@ def test_rclone_rcd_does_not_outlive_a_killed_invoicesync(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_rclone_rcd_statistics_are_reset_so_its_memory_stays_flat(
+    rclone_remotes: RcloneRemotes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rclone rcd remembers every transfer (~70 KB each); the target resets that record."""
+    from invoicesync.connectors_builtin.rclone import rcd as rcd_module
+    from invoicesync.connectors_builtin.rclone.target import classify_message
+
+    monkeypatch.setattr(rcd_module, "STATS_RESET_EVERY", 5)
+    server = rcd_module.RcdServer(
+        [rclone_remotes.program, "--config", str(rclone_remotes.config)],
+        dict(os.environ),
+        timeout=5,
+        transfer_timeout=60,
+        classify=classify_message,
+    )
+    root = rclone_remotes.local_root / f"s-{uuid.uuid4().hex[:8]}"
+    try:
+        for n in range(7):
+            server.upload(f"loc:{root}", "", f"{n}.pdf", io.BytesIO(b"x" * 100))
+        stats = server.call("core/stats", {})
+    finally:
+        server.close()
+    assert sorted(p.name for p in root.iterdir()) == [f"{n}.pdf" for n in range(7)]
+    # Reset after the fifth upload: rclone counts only the two since.
+    assert stats["transfers"] == 2

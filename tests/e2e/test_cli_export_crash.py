@@ -98,11 +98,11 @@ exports:
     assert files <= names, f"files without an intent in the ledger: {sorted(files - names)[:5]}"
     unrecorded = {name for state, name in rows.values() if state == "exporting"} & files
     assert unrecorded, "the kill should leave written but unrecorded documents"
-    assert 0 < len(files) < COUNT
     if crash_at.startswith("export"):
+        assert len(files) < COUNT  # the document being written is not in place
         assert temps, "the half-written temporary file should still be there"
-    else:
-        assert not temps
+    # After a barrier the workers may have been writing the next batch (they
+    # run ahead of the commits): files and a temporary of it can be there too.
 
     again = run_cli("sync", config=config, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -255,6 +255,13 @@ def test_a_killed_node_s_work_is_finished_by_the_others_exactly_once(
         node.wait_event("queue.worker_started")
     first.proc.kill()  # SIGKILL: no goodbye, its jobs stay "doing", its locks die with it
     first.proc.wait(30)
+    # The pause comes after node1's first committed batch of exports (group
+    # commit), which may already hold all of an account's documents: wait
+    # for the requeue itself, not only for everything to be exported.
+    cluster.wait_until(
+        "a job of the dead node queued again",
+        lambda: any(n.named("queue.job_requeued") for n in others),
+    )
     cluster.wait_until("the others finished", cluster.all_exported(count))
     requeued = [e for n in others for e in n.named("queue.job_requeued")]
     assert requeued, "no job of the dead node was queued again"

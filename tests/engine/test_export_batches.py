@@ -86,12 +86,13 @@ def test_nothing_is_recorded_as_exported_before_its_barrier(
 
     assert result.ok and result.exports[0].counts["exported"] == 10
     assert mem.STORE["out"] == {f"{i}.pdf": f"content {i}".encode() for i in range(10)}
-    # Batches of at most 4: at least three barriers, each before its commit,
-    # so at each barrier the ledger holds at most what earlier barriers covered.
-    assert len(mem.BARRIERS) >= 3 and all(len(b) <= 4 for b in mem.BARRIERS)
+    # Commits of at most 4: at least three, each after a barrier; a barrier
+    # covers every export that returned (more than its batch, perhaps), so at
+    # each barrier the ledger holds at most what earlier barriers covered.
+    assert len(mem.BARRIERS) >= 3
     durable = 0
     for names, counts in zip(mem.BARRIERS, at_barrier, strict=True):
-        assert counts[LedgerState.EXPORTED] == durable
+        assert counts[LedgerState.EXPORTED] <= durable
         durable += len(names)
     assert sorted(n for b in mem.BARRIERS for n in b) == sorted(mem.STORE["out"])
     # The hook runs after the commit: it always sees "exported".
