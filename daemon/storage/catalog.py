@@ -56,13 +56,27 @@ _UPDATE_CURSOR = (
 _INSERT_CURSOR = source_cursors.insert()
 
 
+def _is_original() -> sa.ColumnElement[bool]:
+    """``duplicate_of IS NULL``, written so that no query plan uses its index.
+
+    Nearly every row is an original, so that index narrows nothing down; yet
+    SQLite's planner (which has no statistics unless ANALYZE ran) prefers it
+    to the sha256 and business_key indexes and then walks every original for
+    each lookup: a first import of N documents became quadratic (about 15 s
+    of a 100,000-document import). Appending ``''`` keeps NULL NULL on SQLite
+    and PostgreSQL and disqualifies the term from index use (SQLite's query
+    optimizer overview, "Disqualifying WHERE clause terms using unary-+").
+    """
+    return (documents.c.duplicate_of + "").is_(None)
+
+
 def _original_query(with_key: bool, with_date: bool) -> sa.Select[Any]:
     c = documents.c
     same = sa.and_(c.sha256 == sa.bindparam("sha"), c.source != sa.bindparam("source_id"))
     if with_key:
         same = sa.or_(same, c.business_key == sa.bindparam("key"))
     query = sa.select(c.id, c.sha256, c.source).where(
-        c.id != sa.bindparam("doc_id"), c.duplicate_of.is_(None), same
+        c.id != sa.bindparam("doc_id"), _is_original(), same
     )
     if with_date:
         imported = sa.bindparam("imported", type_=c.import_date.type)
@@ -85,7 +99,7 @@ _ANY_PRESENT = (
 _ANY_ORIGINAL = (
     sa.select(documents.c.id)
     .where(
-        documents.c.duplicate_of.is_(None),
+        _is_original(),
         sa.or_(
             documents.c.sha256.in_(sa.bindparam("shas", expanding=True)),
             documents.c.business_key.in_(sa.bindparam("keys", expanding=True)),
