@@ -21,13 +21,14 @@ turns the plan into the lines it prints and writes nothing.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -496,7 +497,13 @@ class _Batcher:
         self.limit = max(2 * workers, BATCH_SIZE)
         self.progress = progress
         self.queue: deque[tuple[Action, str]] = deque()
-        self.in_flight: set[Future[_Outcome]] = set()
+        # Deliveries announce their end here (a done-callback): collecting
+        # one costs the same however many are in flight. (concurrent.futures'
+        # wait() installs and removes a waiter on every pending future per
+        # call; called once per finished delivery with a batch in flight it
+        # took 90 of 153 profiled seconds of a 100,000-document export.)
+        self.finished: queue.SimpleQueue[Future[_Outcome]] = queue.SimpleQueue()
+        self.in_flight = 0
         self.pending: list[_Outcome] = []
         self.deadline = 0.0  # when self.pending must be committed
 
@@ -510,9 +517,11 @@ class _Batcher:
         run = self.run_
         self.queue.extend(reserved)
         while self.queue and not run._stopping():
-            while self.queue and len(self.in_flight) < self.limit:
+            while self.queue and self.in_flight < self.limit:
                 action, name = self.queue.popleft()
-                self.in_flight.add(self.pool.submit(run.deliver, action, name))
+                future = self.pool.submit(run.deliver, action, name)
+                future.add_done_callback(self.finished.put)
+                self.in_flight += 1
             if self.queue:
                 self._wait()
 
@@ -535,12 +544,19 @@ class _Batcher:
     def _wait(self) -> None:
         """Collect finished deliveries; commit a batch when it is full or old enough."""
         timeout = max(0.0, self.deadline - time.monotonic()) if self.pending else None
-        done, self.in_flight = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        done: list[Future[_Outcome]] = []
+        try:
+            done.append(self.finished.get(timeout=timeout))
+            while True:  # and whatever else has finished meanwhile
+                done.append(self.finished.get_nowait())
+        except queue.Empty:
+            pass
+        self.in_flight -= len(done)
         self._collect(done)
         if self.pending and time.monotonic() >= self.deadline:
             self._commit()
 
-    def _collect(self, done: set[Future[_Outcome]]) -> None:
+    def _collect(self, done: list[Future[_Outcome]]) -> None:
         for future in done:
             if not self.pending:
                 self.deadline = time.monotonic() + BATCH_SECONDS
