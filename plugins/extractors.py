@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -135,7 +136,7 @@ class _PositionalReader(io.RawIOBase):
 
 
 #: os.preadv where the platform has it (Linux, the BSDs; not macOS < 11).
-_preadv = getattr(os, "preadv", None)
+_preadv: Callable[..., int] | None = getattr(os, "preadv", None)
 
 
 @dataclass(frozen=True)
